@@ -1,0 +1,103 @@
+//! `TeamBudget`: a team's error budget per tier (cluster-scoped, name = team, written by
+//! the controller). Tiers are listed worst first, so the printer columns show the worst.
+
+use super::{BudgetState, Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "budgetgate.dev",
+    version = "v1alpha1",
+    kind = "TeamBudget",
+    shortname = "tb",
+    category = "budgetgate",
+    status = "TeamBudgetStatus",
+    printcolumn(name = "Team", type_ = "string", json_path = ".spec.team"),
+    printcolumn(name = "Tier", type_ = "string", json_path = ".status.tiers[0].tier"),
+    printcolumn(name = "Remaining", type_ = "number", json_path = ".status.tiers[0].remaining"),
+    printcolumn(name = "Band", type_ = "string", json_path = ".status.tiers[0].band"),
+    printcolumn(name = "Burn-1h", type_ = "number", json_path = ".status.tiers[0].burnRate1h"),
+    printcolumn(name = "In-Flight", type_ = "integer", json_path = ".status.tiers[0].rolloutsInFlight"),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.tiers[0].state", priority = 1)
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TeamBudgetSpec {
+    pub team: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamBudgetStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<TierBudget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TierBudget {
+    pub tier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<BudgetState>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub burn_rates: BTreeMap<String, f64>,
+    /// The 1h burn rate again, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate1h: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slos: Vec<SloSummary>,
+    #[serde(default)]
+    pub rollouts_in_flight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_release: Option<LastRelease>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<Incident>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SloSummary {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<BudgetState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRelease {
+    pub namespace: String,
+    pub name: String,
+    pub deployment: String,
+    pub at: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<super::ReleasePhase>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Incident {
+    pub start: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Time>,
+    pub peak_burn: f64,
+    /// Fraction of the period's budget consumed during the incident.
+    pub budget_consumed: f64,
+    pub within_budget: bool,
+    /// Lasted longer than the tier's `recoveryTarget`.
+    pub overdue: bool,
+}

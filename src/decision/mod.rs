@@ -1,0 +1,643 @@
+//! The admission decision (DESIGN §6): one pure function from (request, index, now) to
+//! both webhooks' answers. `evaluate`, `/validate` and `/mutate` all call [`decide`].
+//!
+//! Owns change classification, the budget rules, modes, denial texts and the mutating
+//! patch. Reads only the [`Index`]; never does I/O.
+
+mod classify;
+mod exception;
+mod patch;
+pub mod review;
+mod text;
+
+pub use classify::{
+    ChangeClass, annotation, classify, comparable_template, history, revision_hash,
+    workload_revision,
+};
+pub use review::{AdmissionRequest, AdmissionResponse, Operation, ReviewError, parse_review};
+
+use crate::api::{BudgetExceptionSpec, Enforcement, ExceptionKind, OnStale, Plan, ReleasePhase, Timestamp, keys};
+use crate::budget::Assessment;
+use crate::index::{Index, ObjectKey};
+use crate::policy::{BandLookup, Policy, Tier};
+use crate::selector;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use text::{pct, short};
+
+/// Why the decision came out as it did; also the `reason` label of the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Not an apps/v1 Deployment CREATE or UPDATE (or a BudgetException).
+    NotApplicable,
+    /// No ReliabilityPolicy is loaded: budgetgate fails open.
+    NoPolicy,
+    Unmanaged,
+    ControllerUser,
+    /// The namespace names a tier the policy does not define: fails open with a warning.
+    UnknownTier,
+    /// Scale, metadata and rollback changes always pass.
+    NotGated,
+    /// An override BudgetException let the rollout through.
+    Exception,
+    /// The team has no ServiceLevelObjective in its tier: nothing to gate on.
+    NoObjectives,
+    Stale,
+    Exhausted,
+    Burning,
+    PlatformFreeze,
+    Concurrency,
+    MinInterval,
+    WithinBudget,
+    /// BudgetException validation.
+    ExceptionValid,
+    ExceptionInvalid,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotApplicable => "not_applicable",
+            Reason::NoPolicy => "no_policy",
+            Reason::Unmanaged => "unmanaged",
+            Reason::ControllerUser => "controller_user",
+            Reason::UnknownTier => "unknown_tier",
+            Reason::NotGated => "not_gated",
+            Reason::Exception => "exception",
+            Reason::NoObjectives => "no_objectives",
+            Reason::Stale => "stale",
+            Reason::Exhausted => "exhausted",
+            Reason::Burning => "burning",
+            Reason::PlatformFreeze => "platform_freeze",
+            Reason::Concurrency => "concurrency",
+            Reason::MinInterval => "min_interval",
+            Reason::WithinBudget => "within_budget",
+            Reason::ExceptionValid => "exception_valid",
+            Reason::ExceptionInvalid => "exception_invalid",
+        }
+    }
+}
+
+/// The canary plan the mutating webhook writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Canary {
+    pub band: String,
+    pub plan: Plan,
+    /// Revision hash of the new template.
+    pub revision: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub team: Option<String>,
+    pub tier: Option<String>,
+    pub class: Option<ChangeClass>,
+    pub mode: Enforcement,
+    pub reason: Reason,
+    /// The budget rules say no (before the mode is applied).
+    pub would_deny: bool,
+    /// The full denial text when `would_deny`.
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    /// Remaining budget the band was chosen from (with any offset).
+    pub remaining: Option<f64>,
+    pub band: Option<String>,
+    pub canary: Option<Canary>,
+    /// The BudgetException that let it through or offset its budget.
+    pub exception: Option<String>,
+    pub patch: json_patch::Patch,
+    pub dry_run: bool,
+}
+
+impl Decision {
+    fn new(req: &AdmissionRequest, reason: Reason) -> Decision {
+        let object = req.object.as_ref().or(req.old_object.as_ref());
+        let meta = |field: &str| {
+            object
+                .and_then(|o| o.pointer(&format!("/metadata/{field}")))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Decision {
+            uid: req.uid.clone(),
+            namespace: req.namespace.clone().unwrap_or_else(|| meta("namespace")),
+            name: if req.name.is_empty() { meta("name") } else { req.name.clone() },
+            team: None,
+            tier: None,
+            class: None,
+            mode: Enforcement::Enforce,
+            reason,
+            would_deny: false,
+            message: None,
+            warnings: Vec::new(),
+            remaining: None,
+            band: None,
+            canary: None,
+            exception: None,
+            patch: json_patch::Patch(Vec::new()),
+            dry_run: req.dry_run.unwrap_or(false),
+        }
+    }
+
+    /// What the validating webhook answers: denies only under `enforce`.
+    pub fn allowed(&self) -> bool {
+        !(self.would_deny && self.mode == Enforcement::Enforce)
+    }
+
+    /// Short verdict for tables, logs and metrics: `allow`, `deny`, `warn`, `dryrun-deny`.
+    pub fn verdict(&self) -> &'static str {
+        match (self.would_deny, self.mode) {
+            (false, _) => "allow",
+            (true, Enforcement::Enforce) => "deny",
+            (true, Enforcement::Warn) => "warn",
+            (true, Enforcement::Dryrun) => "dryrun-deny",
+        }
+    }
+
+    pub fn validate_response(&self) -> AdmissionResponse {
+        let mut response = match (&self.message, self.allowed()) {
+            (Some(message), false) => AdmissionResponse::deny(&self.uid, message.clone()),
+            _ => AdmissionResponse::allow(&self.uid),
+        };
+        response.warnings = self.warnings.clone();
+        if self.would_deny && self.mode != Enforcement::Enforce {
+            if let Some(message) = &self.message {
+                response
+                    .audit_annotations
+                    .insert("would-deny".into(), message.clone());
+            }
+        }
+        response
+    }
+
+    /// The mutating webhook always allows; it carries the patch.
+    pub fn mutate_response(&self) -> AdmissionResponse {
+        AdmissionResponse::allow(&self.uid).with_patch(&self.patch)
+    }
+}
+
+fn is_deployment(req: &AdmissionRequest) -> bool {
+    req.kind.group == "apps" && req.kind.version == "v1" && req.kind.kind == "Deployment"
+}
+
+/// Decides a review. Errors only when the review lacks what its operation needs.
+pub fn decide(req: &AdmissionRequest, index: &Index, now: Timestamp) -> Result<Decision, ReviewError> {
+    if req.kind.group == crate::api::GROUP && req.kind.kind == "BudgetException" {
+        return exception::validate(req, index.policy.as_ref(), now);
+    }
+    let gated_op = matches!(req.operation, Operation::Create | Operation::Update);
+    if !is_deployment(req) || !gated_op || req.sub_resource.is_some() {
+        return Ok(Decision::new(req, Reason::NotApplicable));
+    }
+    let new = req.object.as_ref().ok_or_else(|| {
+        ReviewError::Malformed("request.object: missing for a Deployment CREATE or UPDATE".into())
+    })?;
+    let old = match req.operation {
+        Operation::Update => Some(req.old_object.as_ref().ok_or_else(|| {
+            ReviewError::Malformed("request.oldObject: missing for a Deployment UPDATE".into())
+        })?),
+        _ => None,
+    };
+    let mut d = Decision::new(req, Reason::NotApplicable);
+    let Some(policy) = &index.policy else {
+        d.reason = Reason::NoPolicy;
+        return Ok(d);
+    };
+    let Some((team, tier_name)) = index.team_of(&d.namespace) else {
+        d.reason = Reason::Unmanaged;
+        return Ok(d);
+    };
+    d.team = Some(team.clone());
+    d.tier = Some(tier_name.clone());
+    if policy.controller_users.contains(&req.user_info.username) {
+        d.reason = Reason::ControllerUser;
+        return Ok(d);
+    }
+    let Some(tier) = policy.tier(&tier_name) else {
+        d.reason = Reason::UnknownTier;
+        d.warnings.push(short(format!(
+            "budgetgate: namespace {} names tier {tier_name:?}, which the policy lacks; not gated",
+            d.namespace
+        )));
+        return Ok(d);
+    };
+    let ns_meta = index.namespaces.get(&d.namespace).cloned().unwrap_or_default();
+    d.mode = ns_meta
+        .enforcement
+        .as_deref()
+        .and_then(Enforcement::parse)
+        .unwrap_or(tier.enforcement);
+    let key = ObjectKey::new(&d.namespace, &d.name);
+    let empty = Default::default();
+    let class = classify(old, new, index.revisions.get(&key).unwrap_or(&empty));
+    d.class = Some(class);
+    let labels = labels_of(new);
+    let progressive = ns_meta.progressive || labels.get(keys::PROGRESSIVE).is_some_and(|v| v == "true");
+    let ctx = Context {
+        index,
+        policy,
+        tier,
+        team: &team,
+        key: &key,
+        labels: &labels,
+        now,
+    };
+    let view = ctx.budget_view();
+    let mut canary = None;
+    if !class.is_gated() {
+        d.reason = Reason::NotGated;
+        if class == ChangeClass::Rollback {
+            if let Some(freeze) = view.freeze(tier, policy) {
+                d.warnings.push(short(format!(
+                    "budgetgate: rollback of {key} let through despite the freeze ({})",
+                    freeze.short
+                )));
+            }
+        }
+    } else {
+        canary = ctx.gate(&mut d, &view, progressive, new);
+    }
+    // Creation has no serving version to compare a canary against: it rolls out directly.
+    let canary = canary.filter(|_| class == ChangeClass::Rollout && d.allowed());
+    if d.mode == Enforcement::Enforce {
+        d.patch = patch::build(old, new, true, canary.as_ref());
+        d.canary = canary;
+    }
+    Ok(d)
+}
+
+fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Context<'a> {
+    index: &'a Index,
+    policy: &'a Policy,
+    tier: &'a Tier,
+    team: &'a str,
+    key: &'a ObjectKey,
+    labels: &'a BTreeMap<String, String>,
+    now: Timestamp,
+}
+
+/// A reason to refuse, in a long form (denial message) and a short one (warnings).
+struct Refusal {
+    reason: Reason,
+    long: String,
+    short: String,
+}
+
+/// What the budgets say about one Deployment.
+struct BudgetView {
+    /// Why the data cannot be trusted (stale or unknown); `None` = fresh and known.
+    untrusted: Option<String>,
+    /// The team has no objectives in the tier (and none select the Deployment).
+    no_objectives: bool,
+    /// The stricter of the team's and every selecting SLO's remaining budget.
+    remaining: Option<f64>,
+    /// Who holds that remaining budget: `team payments` or `SLO shop/checkout-availability`.
+    limiting: String,
+    limiting_assessment: Option<Assessment>,
+    /// A page alert firing on the team or a selecting SLO: who, which alert, its burn.
+    paging: Option<(String, Assessment)>,
+    platform: Option<Assessment>,
+}
+
+impl BudgetView {
+    /// The freeze in force, if any: exhaustion, page burn or platform freeze.
+    fn freeze(&self, tier: &Tier, policy: &Policy) -> Option<Refusal> {
+        self.freeze_with(tier, policy, self.remaining)
+    }
+
+    fn freeze_with(&self, tier: &Tier, policy: &Policy, remaining: Option<f64>) -> Option<Refusal> {
+        if self.untrusted.is_some() || self.no_objectives {
+            return None;
+        }
+        let remaining = remaining?;
+        if tier.band_for(remaining) == BandLookup::Exhausted {
+            let burn = self
+                .limiting_assessment
+                .as_ref()
+                .map(text::burns)
+                .unwrap_or_default();
+            return Some(Refusal {
+                reason: Reason::Exhausted,
+                long: format!(
+                    "the error budget is exhausted: {} has {} remaining{burn}",
+                    self.limiting,
+                    pct(remaining)
+                ),
+                short: format!("budget exhausted, {} left", pct(remaining)),
+            });
+        }
+        if tier.freeze_on_page_burn {
+            if let Some((who, a)) = &self.paging {
+                return Some(Refusal {
+                    reason: Reason::Burning,
+                    long: format!(
+                        "{who} is burning its error budget at page level ({} firing{}) and the tier freezes on page burn",
+                        a.alerts.join(", "),
+                        text::burns(a)
+                    ),
+                    short: format!("{who} burning ({})", a.alerts.join(", ")),
+                });
+            }
+        }
+        if policy.platform_freeze {
+            if let Some(p) = &self.platform {
+                if let Some(r) = p.remaining.filter(|r| tier.band_for(*r) == BandLookup::Exhausted) {
+                    return Some(Refusal {
+                        reason: Reason::PlatformFreeze,
+                        long: format!(
+                            "the platform budget of tier {} is exhausted ({} remaining) and platformFreeze is on",
+                            tier.name,
+                            pct(r)
+                        ),
+                        short: format!("platform {} budget exhausted", tier.name),
+                    });
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Context<'_> {
+    fn budget_view(&self) -> BudgetView {
+        let budgets = &self.index.budgets;
+        let team_key = (self.team.to_owned(), self.tier.name.clone());
+        let team = budgets.teams.get(&team_key);
+        let selecting: Vec<&ObjectKey> = self
+            .index
+            .slos
+            .iter()
+            .filter(|(k, spec)| {
+                k.namespace == self.key.namespace
+                    && spec
+                        .deployment_selector
+                        .as_ref()
+                        .is_none_or(|s| selector::matches(s, self.labels))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let mut view = BudgetView {
+            untrusted: None,
+            no_objectives: false,
+            remaining: None,
+            limiting: format!("team {}", self.team),
+            limiting_assessment: None,
+            paging: None,
+            platform: budgets.platform.get(&self.tier.name).cloned(),
+        };
+        let Some(evaluated_at) = budgets.evaluated_at else {
+            view.untrusted = Some("no budget data has been loaded".into());
+            return view;
+        };
+        let age = self.now.duration_since(evaluated_at);
+        if age > self.tier.stale_after.signed() {
+            view.untrusted = Some(format!(
+                "budget data is stale (evaluated at {evaluated_at}, older than staleAfter {})",
+                self.tier.stale_after
+            ));
+            return view;
+        }
+        if team.is_none() && selecting.is_empty() {
+            view.no_objectives = true;
+            return view;
+        }
+        let mut members: Vec<(String, Option<&Assessment>)> =
+            vec![(format!("team {}", self.team), team)];
+        members.extend(
+            selecting
+                .into_iter()
+                .map(|k| (format!("SLO {k}"), budgets.slos.get(k))),
+        );
+        for (who, assessment) in members {
+            let Some(a) = assessment.filter(|a| a.remaining.is_some() && a.state != crate::api::BudgetState::Unknown) else {
+                view.untrusted = Some(format!("the budget of {who} is unknown (metrics missing)"));
+                return view;
+            };
+            let r = a.remaining.unwrap_or_default();
+            if view.remaining.is_none_or(|min| r < min) {
+                view.remaining = Some(r);
+                view.limiting = who.clone();
+                view.limiting_assessment = Some(a.clone());
+            }
+            if a.paging && view.paging.is_none() {
+                view.paging = Some((who, a.clone()));
+            }
+        }
+        view
+    }
+
+    /// Steps 3–7 for a gated change. Returns the canary plan when one applies.
+    fn gate(&self, d: &mut Decision, view: &BudgetView, progressive: bool, new: &Value) -> Option<Canary> {
+        let (override_, offset) = self.active_exceptions(d);
+        let band_plan = |remaining: Option<f64>| -> (String, Plan) {
+            let band = match remaining.map(|r| self.tier.band_for(r)) {
+                Some(BandLookup::Band(_, b)) => b,
+                _ => self.tier.most_cautious_band(),
+            };
+            (band.name.clone(), band.plan.clone())
+        };
+        let canary = |band: (String, Plan)| {
+            progressive.then(|| Canary {
+                band: band.0,
+                plan: band.1,
+                revision: workload_revision(new),
+            })
+        };
+        // 3. An approved override beats stale data and an empty budget.
+        if let Some((name, spec)) = override_ {
+            d.reason = Reason::Exception;
+            d.exception = Some(name.clone());
+            d.warnings.push(short(format!(
+                "budgetgate: exception {name} (approved by {}) lets this through until {}",
+                spec.approved_by, spec.expires_at.0
+            )));
+            let remaining = view.remaining.filter(|_| view.untrusted.is_none());
+            d.remaining = remaining;
+            let band = band_plan(remaining);
+            d.band = Some(band.0.clone());
+            return canary(band);
+        }
+        // 4. Data we cannot trust: onStale decides.
+        if let Some(why) = &view.untrusted {
+            d.reason = Reason::Stale;
+            match self.tier.on_stale {
+                OnStale::Allow => {
+                    d.warnings.push(short(format!(
+                        "budgetgate: budget of {} unknown or stale; allowed by onStale=allow",
+                        self.team
+                    )));
+                    let band = band_plan(None);
+                    d.band = Some(band.0.clone());
+                    return canary(band);
+                }
+                OnStale::Deny => {
+                    self.refuse(d, Refusal {
+                        reason: Reason::Stale,
+                        long: format!("budget data cannot be trusted: {why}, and the tier's onStale is deny"),
+                        short: "budget data stale or unknown (onStale=deny)".into(),
+                    });
+                    return None;
+                }
+            }
+        }
+        if view.no_objectives {
+            d.reason = Reason::NoObjectives;
+            d.warnings.push(short(format!(
+                "budgetgate: team {} has no ServiceLevelObjective in tier {}; not gated",
+                self.team, self.tier.name
+            )));
+            let first = &self.tier.bands[0];
+            d.band = Some(first.name.clone());
+            return canary((first.name.clone(), first.plan.clone()));
+        }
+        // 5. Remaining budget, with any offset exception.
+        let mut remaining = view.remaining;
+        if let Some((name, spec)) = offset {
+            let extra = spec.extra_budget.unwrap_or_default();
+            remaining = remaining.map(|r| r + extra);
+            d.exception = Some(name.clone());
+            d.warnings.push(short(format!(
+                "budgetgate: exception {name} (approved by {}) adds {} budget until {}",
+                spec.approved_by,
+                pct(extra),
+                spec.expires_at.0
+            )));
+        }
+        d.remaining = remaining;
+        if let Some(refusal) = view.freeze_with(self.tier, self.policy, remaining) {
+            self.refuse(d, refusal);
+            return None;
+        }
+        let Some(BandLookup::Band(_, band)) = remaining.map(|r| self.tier.band_for(r)) else {
+            return None;
+        };
+        d.band = Some(band.name.clone());
+        // 6. Cadence.
+        if let Some(refusal) = self.cadence(band) {
+            self.refuse(d, refusal);
+            return None;
+        }
+        // 7. Allowed.
+        d.reason = Reason::WithinBudget;
+        canary((band.name.clone(), band.plan.clone()))
+    }
+
+    fn cadence(&self, band: &crate::api::Band) -> Option<Refusal> {
+        let releases: Vec<_> = self.index.team_releases(self.team, &self.tier.name).collect();
+        if let Some(max) = band.max_concurrent_rollouts {
+            let in_flight = releases
+                .iter()
+                .filter(|(k, r)| {
+                    r.phase == Some(ReleasePhase::Progressing)
+                        && !(k.namespace == self.key.namespace && r.deployment == self.key.name)
+                })
+                .count();
+            if in_flight >= max as usize {
+                return Some(Refusal {
+                    reason: Reason::Concurrency,
+                    long: format!(
+                        "team {} already has {in_flight} rollouts in flight in tier {}, and band {} allows {max} at a time; retry when one of them finishes",
+                        self.team, self.tier.name, band.name
+                    ),
+                    short: format!("{in_flight} rollouts in flight, band {} allows {max}", band.name),
+                });
+            }
+        }
+        if let Some(min_interval) = &band.min_interval {
+            let newest = releases
+                .iter()
+                .filter_map(|(k, r)| Some((r.created?, *k)))
+                .max_by_key(|(t, _)| *t);
+            if let Some((created, release)) = newest {
+                let retry = created.saturating_add(min_interval.signed()).unwrap_or(created);
+                if retry > self.now {
+                    return Some(Refusal {
+                        reason: Reason::MinInterval,
+                        long: format!(
+                            "team {}'s last release {release} started at {created}, and band {} allows one release per {min_interval}; retry after {retry}",
+                            self.team, band.name
+                        ),
+                        short: format!("band {} allows one release per {min_interval}; retry after {retry}", band.name),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    fn refuse(&self, d: &mut Decision, refusal: Refusal) {
+        d.reason = refusal.reason;
+        d.would_deny = true;
+        d.message = Some(text::denial(self.key, self.team, &self.tier.name, &refusal.long));
+        if d.mode == Enforcement::Warn {
+            d.warnings.push(short(format!(
+                "budgetgate (warn mode) would deny {}: {}",
+                self.key, refusal.short
+            )));
+        }
+    }
+
+    /// The active exceptions matching the Deployment: the first override and the largest
+    /// offset, by name. Expired ones, ones that do not match, and ones whose `maxRollouts`
+    /// are used up are skipped (the last with a warning).
+    fn active_exceptions(&self, d: &mut Decision) -> (Option<(String, &BudgetExceptionSpec)>, Option<(String, &BudgetExceptionSpec)>) {
+        let mut override_ = None;
+        let mut offset: Option<(String, &BudgetExceptionSpec)> = None;
+        for (k, spec) in &self.index.exceptions {
+            if k.namespace != self.key.namespace
+                || spec.expires_at.0 <= self.now
+                || spec.reason.trim().is_empty()
+                || spec.approved_by.trim().is_empty()
+                || !selector::matches(&spec.selector, self.labels)
+            {
+                continue;
+            }
+            if let Some(max) = spec.max_rollouts {
+                let used = self
+                    .index
+                    .releases
+                    .iter()
+                    .filter(|(rk, r)| rk.namespace == k.namespace && r.exception.as_deref() == Some(&k.name))
+                    .count();
+                if used >= max as usize {
+                    d.warnings.push(short(format!(
+                        "budgetgate: exception {} has used all {max} of its rollouts",
+                        k.name
+                    )));
+                    continue;
+                }
+            }
+            match spec.kind {
+                ExceptionKind::Override if override_.is_none() => override_ = Some((k.name.clone(), spec)),
+                ExceptionKind::Offset
+                    if offset
+                        .as_ref()
+                        .is_none_or(|(_, o)| spec.extra_budget > o.extra_budget) =>
+                {
+                    offset = Some((k.name.clone(), spec))
+                }
+                _ => {}
+            }
+        }
+        (override_, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests;

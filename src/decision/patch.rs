@@ -1,0 +1,139 @@
+//! The mutating webhook's JSON patch: restore system annotations someone else changed, and
+//! write a canary plan (DESIGN §3, §7.1).
+
+use super::Canary;
+use crate::api::keys;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
+use serde_json::{Map, Value};
+
+fn pointer(key: &str) -> String {
+    format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+fn annotations(workload: &Value) -> Option<&Map<String, Value>> {
+    workload
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+}
+
+/// Builds the patch. `restore` puts every system annotation back to its value on `old`
+/// (absent on CREATE); `canary` pauses the Deployment and writes the plan's annotations.
+pub fn build(old: Option<&Value>, new: &Value, restore: bool, canary: Option<&Canary>) -> Patch {
+    let original = annotations(new);
+    let mut desired = original.cloned().unwrap_or_default();
+    if restore {
+        let before = old.and_then(annotations);
+        for key in keys::SYSTEM_ANNOTATIONS {
+            match before.and_then(|a| a.get(key)) {
+                Some(value) => desired.insert(key.to_owned(), value.clone()),
+                None => desired.remove(key),
+            };
+        }
+    }
+    let mut ops = Vec::new();
+    if let Some(c) = canary {
+        for (key, value) in [
+            (keys::REVISION, c.revision.clone()),
+            (keys::PLAN, c.plan.steps_annotation()),
+            (keys::PAUSE, c.plan.pause.as_str().to_owned()),
+            (keys::BAND, c.band.clone()),
+            (keys::STAGE, "0".to_owned()),
+        ] {
+            desired.insert(key.to_owned(), Value::String(value));
+        }
+        desired.remove(keys::STAGE_STARTED_AT);
+        desired.remove(keys::ROLLED_BACK_REVISION);
+        if new.pointer("/spec/paused") != Some(&Value::Bool(true)) {
+            ops.push(add("/spec/paused".into(), Value::Bool(true)));
+        }
+    }
+    match original {
+        None if !desired.is_empty() => {
+            ops.push(add("/metadata/annotations".into(), Value::Object(desired)));
+        }
+        None => {}
+        Some(original) => {
+            for key in keys::SYSTEM_ANNOTATIONS {
+                match (original.get(key), desired.get(key)) {
+                    (before, Some(after)) if before != Some(after) => {
+                        ops.push(add(pointer(key), after.clone()));
+                    }
+                    (Some(_), None) => ops.push(PatchOperation::Remove(RemoveOperation {
+                        path: pointer(key).parse().unwrap_or_default(),
+                    })),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Patch(ops)
+}
+
+fn add(path: String, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        // Paths are built from fixed keys above and always parse.
+        path: path.parse().unwrap_or_default(),
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Duration, Plan};
+    use serde_json::json;
+
+    fn canary() -> Canary {
+        Canary {
+            band: "caution".into(),
+            plan: Plan {
+                steps: vec![10, 25, 50, 100],
+                pause: Duration::parse("5m").unwrap(),
+            },
+            revision: "abe6038a51".into(),
+        }
+    }
+
+    #[test]
+    fn plan_on_a_deployment_without_annotations_adds_the_map() {
+        let new = json!({"metadata": {"name": "x"}, "spec": {}});
+        let patch = build(None, &new, true, Some(&canary()));
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!([
+                {"op": "add", "path": "/spec/paused", "value": true},
+                {"op": "add", "path": "/metadata/annotations", "value": {
+                    "budgetgate.dev/band": "caution",
+                    "budgetgate.dev/pause": "5m",
+                    "budgetgate.dev/plan": "10,25,50,100",
+                    "budgetgate.dev/revision": "abe6038a51",
+                    "budgetgate.dev/stage": "0"
+                }}
+            ])
+        );
+    }
+
+    #[test]
+    fn forged_system_annotations_are_put_back() {
+        let old = json!({"metadata": {"annotations": {"budgetgate.dev/history": "aaaaaaaaaa"}}});
+        let new = json!({"metadata": {"annotations": {
+            "budgetgate.dev/history": "bbbbbbbbbb",
+            "budgetgate.dev/stage": "4",
+            "team/note": "kept"
+        }}});
+        let patch = build(Some(&old), &new, true, None);
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!([
+                {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1stage"},
+                {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "aaaaaaaaaa"}
+            ])
+        );
+    }
+
+    #[test]
+    fn nothing_to_change_is_an_empty_patch() {
+        let d = json!({"metadata": {"annotations": {"budgetgate.dev/history": "a"}}});
+        assert!(build(Some(&d), &d, true, None).0.is_empty());
+    }
+}

@@ -1,0 +1,65 @@
+//! The words budgetgate says to people: denial texts and warnings (≤ 120 characters).
+
+use crate::budget::Assessment;
+use crate::index::ObjectKey;
+
+/// kubectl prints each warning on one line; the API guidance is to stay under 120.
+pub const MAX_WARNING: usize = 120;
+
+/// Cuts a warning to 120 characters at a character boundary, marking the cut.
+pub fn short(mut text: String) -> String {
+    if text.chars().count() > MAX_WARNING {
+        text = text.chars().take(MAX_WARNING - 1).collect::<String>() + "…";
+    }
+    text
+}
+
+/// A budget fraction as a percentage with one decimal: `-12.4%`.
+pub fn pct(fraction: f64) -> String {
+    let value = (fraction * 1000.0).round() / 10.0;
+    // Avoid "-0.0%".
+    let value = if value == 0.0 { 0.0 } else { value };
+    format!("{value:.1}%")
+}
+
+/// ` (burn 1h 20.1x, 6h 3.2x)` for the windows known, or nothing.
+pub fn burns(a: &Assessment) -> String {
+    let parts: Vec<String> = [("5m", 300), ("1h", 3_600), ("6h", 21_600)]
+        .iter()
+        .filter_map(|(label, secs)| a.burn_rate(*secs).map(|b| format!("{label} {b:.1}x")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" (burn {})", parts.join(", "))
+    }
+}
+
+pub fn denial(key: &ObjectKey, team: &str, tier: &str, why: &str) -> String {
+    format!(
+        "budgetgate denied the rollout of deployment {key} (team {team}, tier {tier}): {why}. \
+         Still allowed: rolling back to a previous revision, and scaling. \
+         To ship anyway, ask a platform approver for a BudgetException selecting this Deployment in namespace {}.",
+        key.namespace
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_warnings_are_cut_to_120_characters() {
+        let w = short("é".repeat(200));
+        assert_eq!(w.chars().count(), 120);
+        assert!(w.ends_with('…'));
+        assert_eq!(short("fine".into()), "fine");
+    }
+
+    #[test]
+    fn percentages_have_one_decimal_and_no_negative_zero() {
+        assert_eq!(pct(0.4), "40.0%");
+        assert_eq!(pct(-0.1234), "-12.3%");
+        assert_eq!(pct(-0.00001), "0.0%");
+    }
+}

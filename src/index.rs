@@ -1,0 +1,176 @@
+//! The state the admission decision reads: namespaces, objectives, exceptions, releases,
+//! the template revisions each Deployment owns, and the evaluated budgets.
+//!
+//! File mode fills it from `--policy` / `--budgets`; cluster mode will fill it from
+//! watches. It is plain data: readers never wait on anything.
+
+use crate::api::{
+    BudgetExceptionSpec, ReleasePhase, ServiceLevelObjectiveSpec, Timestamp, Window, keys,
+};
+use crate::budget::{self, Assessment, Period, Signals};
+use crate::policy::Policy;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// `namespace/name` of a namespaced object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What the platform's namespace labels say.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NamespaceMeta {
+    pub team: Option<String>,
+    pub tier: Option<String>,
+    pub enforcement: Option<String>,
+    pub progressive: bool,
+}
+
+impl NamespaceMeta {
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Self {
+        NamespaceMeta {
+            team: labels.get(keys::TEAM).filter(|t| !t.is_empty()).cloned(),
+            tier: labels.get(keys::TIER).filter(|t| !t.is_empty()).cloned(),
+            enforcement: labels.get(keys::ENFORCEMENT).cloned(),
+            progressive: labels.get(keys::PROGRESSIVE).is_some_and(|v| v == "true"),
+        }
+    }
+}
+
+/// The part of a Release the cadence rules and exception counts need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseEntry {
+    pub deployment: String,
+    pub created: Option<Timestamp>,
+    pub phase: Option<ReleasePhase>,
+    pub exception: Option<String>,
+}
+
+/// Evaluated budgets, whatever produced them (a snapshot file or the controller).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Budgets {
+    /// When the counts were read; `None` = no budget data at all.
+    pub evaluated_at: Option<Timestamp>,
+    pub slos: BTreeMap<ObjectKey, Assessment>,
+    /// Keyed by (team, tier).
+    pub teams: BTreeMap<(String, String), Assessment>,
+    /// Platform aggregate per tier.
+    pub platform: BTreeMap<String, Assessment>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    pub policy: Option<Policy>,
+    pub namespaces: BTreeMap<String, NamespaceMeta>,
+    pub slos: BTreeMap<ObjectKey, ServiceLevelObjectiveSpec>,
+    pub exceptions: BTreeMap<ObjectKey, BudgetExceptionSpec>,
+    pub releases: BTreeMap<ObjectKey, ReleaseEntry>,
+    /// Revision hashes of the pod templates of the ReplicaSets each Deployment owns.
+    pub revisions: BTreeMap<ObjectKey, BTreeSet<String>>,
+    /// Live Deployments (file mode), as JSON.
+    pub deployments: BTreeMap<ObjectKey, serde_json::Value>,
+    pub budgets: Budgets,
+}
+
+impl Index {
+    /// The (team, tier) owning a namespace; `None` when the namespace is unmanaged.
+    pub fn team_of(&self, namespace: &str) -> Option<(String, String)> {
+        let meta = self.namespaces.get(namespace)?;
+        let team = meta.team.clone()?;
+        let tier = match &meta.tier {
+            Some(t) => t.clone(),
+            None => self.policy.as_ref()?.default_tier.clone(),
+        };
+        Some((team, tier))
+    }
+
+    /// Releases of every namespace of `team` in `tier`.
+    pub fn team_releases<'a>(
+        &'a self,
+        team: &'a str,
+        tier: &'a str,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a ReleaseEntry)> + 'a {
+        self.releases.iter().filter(move |(key, _)| {
+            self.team_of(&key.namespace)
+                .is_some_and(|(t, ti)| t == team && ti == tier)
+        })
+    }
+}
+
+/// One SLO's counts, ready for evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloSignals {
+    pub key: ObjectKey,
+    pub objective: f64,
+    pub window: Option<Window>,
+    pub signals: Signals,
+}
+
+/// Judges every SLO against its namespace's tier and builds team and platform aggregates.
+/// SLOs of namespaces without a team are judged but belong to no team or platform.
+pub fn evaluate_budgets(
+    policy: &Policy,
+    namespaces: &BTreeMap<String, NamespaceMeta>,
+    slos: &[SloSignals],
+    evaluated_at: Timestamp,
+) -> Budgets {
+    let mut budgets = Budgets {
+        evaluated_at: Some(evaluated_at),
+        ..Budgets::default()
+    };
+    let mut teams: BTreeMap<(String, String), Vec<&Signals>> = BTreeMap::new();
+    let mut platform: BTreeMap<String, Vec<&Signals>> = BTreeMap::new();
+    for slo in slos {
+        let meta = namespaces.get(&slo.key.namespace);
+        let tier_name = meta
+            .and_then(|m| m.tier.clone())
+            .unwrap_or_else(|| policy.default_tier.clone());
+        let Some(tier) = policy.tier(&tier_name) else {
+            continue;
+        };
+        let window = slo.window.as_ref().unwrap_or(&tier.window);
+        let period = Period::at(window, evaluated_at);
+        budgets.slos.insert(
+            slo.key.clone(),
+            budget::assess(&slo.signals, tier, &period, evaluated_at),
+        );
+        if let Some(team) = meta.and_then(|m| m.team.clone()) {
+            teams
+                .entry((team, tier_name.clone()))
+                .or_default()
+                .push(&slo.signals);
+            platform.entry(tier_name).or_default().push(&slo.signals);
+        }
+    }
+    let judge = |tier_name: &str, members: Vec<&Signals>| {
+        let tier = &policy.tiers[tier_name];
+        let period = Period::at(&tier.window, evaluated_at);
+        budget::assess(&budget::aggregate(members), tier, &period, evaluated_at)
+    };
+    for ((team, tier), members) in teams {
+        let assessment = judge(&tier, members);
+        budgets.teams.insert((team, tier), assessment);
+    }
+    for (tier, members) in platform {
+        let assessment = judge(&tier, members);
+        budgets.platform.insert(tier, assessment);
+    }
+    budgets
+}

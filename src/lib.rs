@@ -1,0 +1,14 @@
+//! budgetgate: error budgets decide how fast each team may ship.
+//!
+//! Pure core: [`api`] (resource shapes), [`budget`] (arithmetic), [`policy`] (tiers,
+//! bands, plans), [`decision`] (change classification and the admission answer),
+//! [`index`] (the state the decision reads). Thin I/O shells: [`load`] (file mode) and
+//! the CLI in the binary.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod budget;
+pub mod policy;
+pub mod index;
+pub mod selector;
+pub mod decision;

@@ -1,0 +1,283 @@
+//! The policy as the decision uses it: tiers with their defaults applied, validated, with
+//! band and plan lookup. Built from a `ReliabilityPolicySpec`; pure.
+
+use crate::api::{
+    AlertWindow, Band, CanarySpec, Duration, Enforcement, OnStale, ReliabilityPolicySpec,
+    Severity, TierSpec, Window,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub default_tier: String,
+    pub controller_users: BTreeSet<String>,
+    pub max_exception: Duration,
+    pub platform_freeze: bool,
+    pub tiers: BTreeMap<String, Tier>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tier {
+    pub name: String,
+    pub enforcement: Enforcement,
+    pub window: Window,
+    pub stale_after: Duration,
+    pub on_stale: OnStale,
+    pub freeze_on_page_burn: bool,
+    pub recovery_target: Duration,
+    pub bands: Vec<Band>,
+    pub alert_windows: Vec<AlertWindow>,
+    pub canary: CanarySpec,
+}
+
+/// Where a remaining budget falls among a tier's bands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BandLookup<'a> {
+    /// Index into `Tier::bands` and the band.
+    Band(usize, &'a Band),
+    /// At or below the lowest band's `minRemaining`.
+    Exhausted,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{path}: {message}")]
+pub struct PolicyError {
+    /// Field path inside the policy object, e.g. `spec.tiers.production.bands[1].plan.steps`.
+    pub path: String,
+    pub message: String,
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The alert window pairs used when a tier names none (Google SRE Workbook, ch. 5).
+pub fn default_alert_windows() -> Vec<AlertWindow> {
+    let pair = |name: &str, severity, long: u64, short: u64, budget_percent| AlertWindow {
+        name: name.into(),
+        severity,
+        long: Duration::from_seconds(long),
+        short: Duration::from_seconds(short),
+        budget_percent,
+    };
+    vec![
+        pair("page-fast", Severity::Page, 3_600, 300, 2.0),
+        pair("page-slow", Severity::Page, 6 * 3_600, 1_800, 5.0),
+        pair("ticket-fast", Severity::Ticket, 86_400, 2 * 3_600, 10.0),
+        pair("ticket-slow", Severity::Ticket, 3 * 86_400, 6 * 3_600, 10.0),
+    ]
+}
+
+impl Policy {
+    pub fn from_spec(spec: &ReliabilityPolicySpec) -> Result<Policy, PolicyError> {
+        if spec.tiers.is_empty() {
+            return Err(invalid("spec.tiers", "at least one tier is required"));
+        }
+        if !spec.tiers.contains_key(&spec.default_tier) {
+            return Err(invalid(
+                "spec.defaultTier",
+                format!("names tier {:?}, which spec.tiers does not define", spec.default_tier),
+            ));
+        }
+        let tiers = spec
+            .tiers
+            .iter()
+            .map(|(name, tier)| Tier::from_spec(name, tier).map(|t| (name.clone(), t)))
+            .collect::<Result<_, _>>()?;
+        Ok(Policy {
+            default_tier: spec.default_tier.clone(),
+            controller_users: spec.controller_users.iter().cloned().collect(),
+            max_exception: spec.exceptions.max_duration.clone(),
+            platform_freeze: spec.platform_freeze,
+            tiers,
+        })
+    }
+
+    pub fn tier(&self, name: &str) -> Option<&Tier> {
+        self.tiers.get(name)
+    }
+}
+
+impl Tier {
+    fn from_spec(name: &str, spec: &TierSpec) -> Result<Tier, PolicyError> {
+        let at = |field: &str| format!("spec.tiers.{name}.{field}");
+        if spec.bands.is_empty() {
+            return Err(invalid(at("bands"), "at least one band is required"));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, band) in spec.bands.iter().enumerate() {
+            let path = |field: &str| at(&format!("bands[{i}].{field}"));
+            if band.name.is_empty() || !seen.insert(band.name.as_str()) {
+                return Err(invalid(path("name"), "band names must be non-empty and unique"));
+            }
+            if !band.min_remaining.is_finite() || band.min_remaining >= 1.0 {
+                return Err(invalid(path("minRemaining"), "must be a number below 1"));
+            }
+            if i > 0 && band.min_remaining >= spec.bands[i - 1].min_remaining {
+                return Err(invalid(
+                    path("minRemaining"),
+                    "bands are ordered: each minRemaining must be below the previous band's",
+                ));
+            }
+            let steps = &band.plan.steps;
+            if steps.is_empty()
+                || steps.iter().any(|s| *s == 0 || *s > 100)
+                || steps.windows(2).any(|w| w[0] >= w[1])
+                || steps.last() != Some(&100)
+            {
+                return Err(invalid(
+                    path("plan.steps"),
+                    "steps are increasing percentages from 1 to 100 ending at 100",
+                ));
+            }
+            if band.max_concurrent_rollouts == Some(0) {
+                return Err(invalid(path("maxConcurrentRollouts"), "must be at least 1"));
+            }
+        }
+        let alert_windows = spec
+            .alert_windows
+            .clone()
+            .unwrap_or_else(default_alert_windows);
+        for (i, w) in alert_windows.iter().enumerate() {
+            if w.short.seconds() >= w.long.seconds() {
+                return Err(invalid(
+                    at(&format!("alertWindows[{i}].short")),
+                    "the short window must be shorter than the long one",
+                ));
+            }
+            if !(w.budget_percent > 0.0 && w.budget_percent <= 100.0) {
+                return Err(invalid(
+                    at(&format!("alertWindows[{i}].budgetPercent")),
+                    "must be above 0 and at most 100",
+                ));
+            }
+        }
+        let canary = spec.canary.clone().unwrap_or_default();
+        if !(canary.abort_burn_rate > 0.0 && canary.abort_burn_rate.is_finite()) {
+            return Err(invalid(at("canary.abortBurnRate"), "must be a positive number"));
+        }
+        if canary.consecutive_failures == 0 {
+            return Err(invalid(at("canary.consecutiveFailures"), "must be at least 1"));
+        }
+        Ok(Tier {
+            name: name.to_owned(),
+            enforcement: spec.enforcement.unwrap_or(Enforcement::Enforce),
+            window: spec
+                .window
+                .clone()
+                .unwrap_or_else(|| Window::Rolling(Duration::from_seconds(30 * 86_400))),
+            stale_after: spec
+                .stale_after
+                .clone()
+                .unwrap_or_else(|| Duration::from_seconds(300)),
+            on_stale: spec.on_stale.unwrap_or(OnStale::Allow),
+            freeze_on_page_burn: spec.freeze_on_page_burn.unwrap_or(true),
+            recovery_target: spec
+                .recovery_target
+                .clone()
+                .unwrap_or_else(|| Duration::from_seconds(3_600)),
+            bands: spec.bands.clone(),
+            alert_windows,
+            canary,
+        })
+    }
+
+    /// The first band whose `minRemaining` is strictly below `remaining`.
+    pub fn band_for(&self, remaining: f64) -> BandLookup<'_> {
+        self.bands
+            .iter()
+            .enumerate()
+            .find(|(_, band)| remaining > band.min_remaining)
+            .map_or(BandLookup::Exhausted, |(i, band)| BandLookup::Band(i, band))
+    }
+
+    /// The band with the smallest steps: used when a rollout is let through without a
+    /// trustworthy budget (override exception on an exhausted budget, stale data).
+    pub fn most_cautious_band(&self) -> &Band {
+        // from_spec guarantees at least one band.
+        &self.bands[self.bands.len() - 1]
+    }
+
+    /// Every window key whose burn rate the tier needs: alert pairs and canary analysis.
+    pub fn burn_windows(&self) -> BTreeSet<Duration> {
+        let mut windows: BTreeSet<Duration> = self
+            .alert_windows
+            .iter()
+            .flat_map(|w| [w.long.clone(), w.short.clone()])
+            .collect();
+        windows.insert(self.canary.analysis_window.clone());
+        windows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tier(yaml: &str) -> Result<Tier, PolicyError> {
+        let spec: TierSpec = serde_yaml_ng::from_str(yaml).unwrap();
+        Tier::from_spec("production", &spec)
+    }
+
+    const BANDS: &str = r#"
+bands:
+  - {name: healthy,  minRemaining: 0.5,  plan: {steps: [20, 50, 100], pause: 2m}}
+  - {name: caution,  minRemaining: 0.25, plan: {steps: [10, 25, 50, 100], pause: 5m}, maxConcurrentRollouts: 3}
+  - {name: critical, minRemaining: 0,    plan: {steps: [5, 10, 25, 50, 100], pause: 10m}, maxConcurrentRollouts: 1, minInterval: 1h}
+"#;
+
+    #[test]
+    fn band_is_the_first_whose_min_remaining_is_strictly_below() {
+        let t = tier(BANDS).unwrap();
+        let name = |r| match t.band_for(r) {
+            BandLookup::Band(_, b) => b.name.clone(),
+            BandLookup::Exhausted => "exhausted".into(),
+        };
+        assert_eq!(name(0.9), "healthy");
+        assert_eq!(name(0.5), "caution", "exactly minRemaining is not above it");
+        assert_eq!(name(0.26), "caution");
+        assert_eq!(name(0.25), "critical");
+        assert_eq!(name(0.0001), "critical");
+        assert_eq!(name(0.0), "exhausted");
+        assert_eq!(name(-0.3), "exhausted");
+    }
+
+    #[test]
+    fn omitted_tier_fields_take_the_documented_defaults() {
+        let t = tier(BANDS).unwrap();
+        assert_eq!(t.enforcement, Enforcement::Enforce);
+        assert_eq!(t.window, Window::Rolling(Duration::parse("30d").unwrap()));
+        assert_eq!(t.stale_after.seconds(), 300);
+        assert_eq!(t.on_stale, OnStale::Allow);
+        assert!(t.freeze_on_page_burn);
+        assert_eq!(t.recovery_target.seconds(), 3_600);
+        assert_eq!(t.alert_windows, default_alert_windows());
+        assert_eq!(t.canary, CanarySpec::default());
+        assert_eq!(t.most_cautious_band().name, "critical");
+        let windows: Vec<_> = t.burn_windows().iter().map(|d| d.seconds()).collect();
+        assert_eq!(windows, [300, 1_800, 3_600, 7_200, 21_600, 86_400, 259_200]);
+    }
+
+    #[test]
+    fn unordered_bands_are_rejected_with_their_path() {
+        let e = tier(
+            "bands: [{name: a, minRemaining: 0.2, plan: {steps: [100], pause: 1m}}, {name: b, minRemaining: 0.4, plan: {steps: [100], pause: 1m}}]",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "spec.tiers.production.bands[1].minRemaining");
+    }
+
+    #[test]
+    fn plan_steps_must_climb_to_100() {
+        for steps in ["[50, 20, 100]", "[10, 50]", "[0, 100]", "[]", "[50, 150]"] {
+            let e = tier(&format!(
+                "bands: [{{name: a, plan: {{steps: {steps}, pause: 1m}}}}]"
+            ))
+            .unwrap_err();
+            assert_eq!(e.path, "spec.tiers.production.bands[0].plan.steps", "{steps}");
+        }
+    }
+}
