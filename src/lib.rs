@@ -7,8 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod budget;
 pub mod policy;
 pub mod index;
+pub mod load;
 pub mod selector;
 pub mod decision;
+pub mod snapshot;
+pub mod status;
+pub mod table;

@@ -9,6 +9,7 @@ mod exception;
 mod patch;
 pub mod review;
 mod text;
+pub use text::pct as text_pct;
 
 pub use classify::{
     ChangeClass, annotation, classify, comparable_template, history, revision_hash,
