@@ -1,1 +1,79 @@
-fn main(){}
+//! Admission decision on a ~6 KB Deployment review (JSON parse, decision, patch, response
+//! serialization), and team aggregation over 1,000 SLOs.
+
+use budgetgate::api::Duration;
+use budgetgate::budget::{Counts, Signals, budget_ratio};
+use budgetgate::decision::{decide, parse_review};
+use budgetgate::index::{NamespaceMeta, ObjectKey, SloSignals, evaluate_budgets};
+use budgetgate::load;
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::path::Path;
+
+fn samples() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/samples"))
+}
+
+/// The sample image-change review, padded with realistic env vars to about 6 KB.
+fn six_kb_review() -> Vec<u8> {
+    let text = std::fs::read_to_string(samples().join("reviews/rollout-image-change.json")).unwrap();
+    let mut review: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for object in ["object", "oldObject"] {
+        let container = &mut review["request"][object]["spec"]["template"]["spec"]["containers"][0];
+        container["env"] = (0..10)
+            .map(|i| serde_json::json!({"name": format!("CHECKOUT_FEATURE_FLAG_{i}"), "value": "enabled-for-all-regions"}))
+            .collect();
+    }
+    let bytes = serde_json::to_vec(&review).unwrap();
+    assert!((5_500..7_000).contains(&bytes.len()), "review is {} bytes", bytes.len());
+    bytes
+}
+
+fn decision(c: &mut Criterion) {
+    let (index, _) = load::load_state(samples(), &samples().join("budgets.json")).unwrap();
+    let now = "2026-11-29T10:00:00Z".parse().unwrap();
+    let bytes = six_kb_review();
+    c.bench_function("decision_6kb_review_parse_decide_patch", |b| {
+        b.iter(|| {
+            let request = parse_review(black_box(&bytes)).unwrap();
+            let d = decide(&request, &index, now).unwrap();
+            assert!(d.canary.is_some());
+            serde_json::to_vec(&d.mutate_response().into_review()).unwrap()
+        })
+    });
+}
+
+fn aggregation(c: &mut Criterion) {
+    let policy_text = std::fs::read_to_string(samples().join("policy.yaml")).unwrap();
+    let object: budgetgate::api::ReliabilityPolicy = serde_yaml_ng::from_str(&policy_text).unwrap();
+    let policy = budgetgate::policy::Policy::from_spec(&object.spec).unwrap();
+    let windows: Vec<Duration> = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+        .iter()
+        .map(|w| Duration::parse(w).unwrap())
+        .collect();
+    let namespaces = (0..50)
+        .map(|i| {
+            let labels = [("budgetgate.dev/team".to_owned(), format!("team-{}", i % 10))].into();
+            (format!("ns-{i}"), NamespaceMeta::from_labels(&labels))
+        })
+        .collect();
+    let slos: Vec<SloSignals> = (0..1_000)
+        .map(|i| SloSignals {
+            key: ObjectKey::new(format!("ns-{}", i % 50), format!("slo-{i}")),
+            objective: 99.9,
+            window: None,
+            signals: Signals::from_counts(
+                budget_ratio(99.9),
+                Some(Counts { bad: (i % 700) as f64, total: 1e6 }),
+                windows.iter().map(|w| (w.clone(), Some(Counts { bad: (i % 13) as f64, total: 1e4 }))),
+            ),
+        })
+        .collect();
+    let at = "2026-11-29T10:00:00Z".parse().unwrap();
+    c.bench_function("evaluate_budgets_1000_slos_10_teams", |b| {
+        b.iter(|| evaluate_budgets(&policy, &namespaces, black_box(&slos), at))
+    });
+}
+
+criterion_group!(benches, decision, aggregation);
+criterion_main!(benches);
