@@ -16,16 +16,21 @@ fn samples() -> &'static Path {
 
 /// The sample image-change review, padded with realistic env vars to about 6 KB.
 fn six_kb_review() -> Vec<u8> {
-    let text = std::fs::read_to_string(samples().join("reviews/rollout-image-change.json")).unwrap();
+    let text =
+        std::fs::read_to_string(samples().join("reviews/rollout-image-change.json")).unwrap();
     let mut review: serde_json::Value = serde_json::from_str(&text).unwrap();
     for object in ["object", "oldObject"] {
         let container = &mut review["request"][object]["spec"]["template"]["spec"]["containers"][0];
-        container["env"] = (0..10)
+        container["env"] = (0..24)
             .map(|i| serde_json::json!({"name": format!("CHECKOUT_FEATURE_FLAG_{i}"), "value": "enabled-for-all-regions"}))
             .collect();
     }
     let bytes = serde_json::to_vec(&review).unwrap();
-    assert!((5_500..7_000).contains(&bytes.len()), "review is {} bytes", bytes.len());
+    assert!(
+        (5_500..7_000).contains(&bytes.len()),
+        "review is {} bytes",
+        bytes.len()
+    );
     bytes
 }
 
@@ -64,8 +69,19 @@ fn aggregation(c: &mut Criterion) {
             window: None,
             signals: Signals::from_counts(
                 budget_ratio(99.9),
-                Some(Counts { bad: (i % 700) as f64, total: 1e6 }),
-                windows.iter().map(|w| (w.clone(), Some(Counts { bad: (i % 13) as f64, total: 1e4 }))),
+                Some(Counts {
+                    bad: (i % 700) as f64,
+                    total: 1e6,
+                }),
+                windows.iter().map(|w| {
+                    (
+                        w.clone(),
+                        Some(Counts {
+                            bad: (i % 13) as f64,
+                            total: 1e4,
+                        }),
+                    )
+                }),
             ),
         })
         .collect();

@@ -101,7 +101,11 @@ impl Signals {
     }
 
     pub fn burn_rate(&self, window: &Duration) -> Option<f64> {
-        self.windows.get(window).copied().flatten().map(Spend::burn_rate)
+        self.windows
+            .get(window)
+            .copied()
+            .flatten()
+            .map(Spend::burn_rate)
     }
 }
 
@@ -223,7 +227,10 @@ pub fn assess(signals: &Signals, tier: &Tier, period: &Period, now: Timestamp) -
     let mut page_unknown = false;
     for pair in &tier.alert_windows {
         let factor = alert_factor(pair.budget_percent, period_seconds, pair.long.as_secs_f64());
-        match (signals.burn_rate(&pair.long), signals.burn_rate(&pair.short)) {
+        match (
+            signals.burn_rate(&pair.long),
+            signals.burn_rate(&pair.short),
+        ) {
             (Some(long), Some(short)) => {
                 if long > factor && short > factor {
                     alerts.push(pair.name.clone());
@@ -268,7 +275,12 @@ pub fn assess(signals: &Signals, tier: &Tier, period: &Period, now: Timestamp) -
 }
 
 /// `now + remaining · P / burn_1d`; none when nothing burns or nothing is left.
-pub fn forecast(remaining: f64, burn: f64, period_seconds: f64, now: Timestamp) -> Option<Timestamp> {
+pub fn forecast(
+    remaining: f64,
+    burn: f64,
+    period_seconds: f64,
+    now: Timestamp,
+) -> Option<Timestamp> {
     if !(burn > 0.0 && remaining > 0.0) {
         return None;
     }
@@ -277,7 +289,8 @@ pub fn forecast(remaining: f64, burn: f64, period_seconds: f64, now: Timestamp) 
     if !(seconds.is_finite() && seconds < 100.0 * 365.0 * 86_400.0) {
         return None;
     }
-    now.checked_add(Span::new().seconds(seconds.round() as i64)).ok()
+    now.checked_add(Span::new().seconds(seconds.round() as i64))
+        .ok()
 }
 
 #[cfg(test)]
@@ -314,9 +327,15 @@ tiers:
         Signals::from_counts(
             budget_ratio(99.9),
             Some(period),
-            windows
-                .iter()
-                .map(|(w, bad, total)| (d(w), Some(Counts { bad: *bad, total: *total }))),
+            windows.iter().map(|(w, bad, total)| {
+                (
+                    d(w),
+                    Some(Counts {
+                        bad: *bad,
+                        total: *total,
+                    }),
+                )
+            }),
         )
     }
 
@@ -349,10 +368,21 @@ tiers:
     #[test]
     fn remaining_is_one_minus_error_ratio_over_budget() {
         // 1,200 bad of 2,000,000 at 99.9%: e = 0.0006, burn 0.6, remaining 0.4.
-        let s = signals(Counts { bad: 1200.0, total: 2_000_000.0 }, &quiet_windows());
+        let s = signals(
+            Counts {
+                bad: 1200.0,
+                total: 2_000_000.0,
+            },
+            &quiet_windows(),
+        );
         let r = s.period.unwrap().remaining();
         assert!((r - 0.4).abs() < 1e-9, "{r}");
-        let a = assess(&s, &production(), &Period::at(&Window::Rolling(d("30d")), now()), now());
+        let a = assess(
+            &s,
+            &production(),
+            &Period::at(&Window::Rolling(d("30d")), now()),
+            now(),
+        );
         assert_eq!(a.band.as_deref(), Some("caution"));
         assert_eq!(a.state, BudgetState::Caution);
         assert!(a.alerts.is_empty());
@@ -360,7 +390,13 @@ tiers:
 
     #[test]
     fn zero_traffic_consumes_nothing() {
-        let s = signals(Counts { bad: 0.0, total: 0.0 }, &quiet_windows());
+        let s = signals(
+            Counts {
+                bad: 0.0,
+                total: 0.0,
+            },
+            &quiet_windows(),
+        );
         assert_eq!(s.period.unwrap().remaining(), 1.0);
         assert_eq!(Counts::default().error_ratio(), 0.0);
         assert_eq!(Spend::default().burn_rate(), 0.0);
@@ -370,7 +406,12 @@ tiers:
     fn missing_period_is_unknown_not_healthy() {
         let mut s = signals(Counts::default(), &quiet_windows());
         s.period = None;
-        let a = assess(&s, &production(), &Period::at(&Window::Rolling(d("30d")), now()), now());
+        let a = assess(
+            &s,
+            &production(),
+            &Period::at(&Window::Rolling(d("30d")), now()),
+            now(),
+        );
         assert_eq!(a.state, BudgetState::Unknown);
         assert_eq!(a.remaining, None);
         assert_eq!(a.band, None);
@@ -380,8 +421,19 @@ tiers:
     fn missing_page_window_is_unknown() {
         let mut w = quiet_windows();
         w.retain(|(k, ..)| *k != "5m");
-        let s = signals(Counts { bad: 0.0, total: 100.0 }, &w);
-        let a = assess(&s, &production(), &Period::at(&Window::Rolling(d("30d")), now()), now());
+        let s = signals(
+            Counts {
+                bad: 0.0,
+                total: 100.0,
+            },
+            &w,
+        );
+        let a = assess(
+            &s,
+            &production(),
+            &Period::at(&Window::Rolling(d("30d")), now()),
+            now(),
+        );
         assert_eq!(a.state, BudgetState::Unknown);
         assert_eq!(a.burn_rates[&d("5m")], None);
     }
@@ -394,7 +446,10 @@ tiers:
         // 1h burn 20 (> 14.4); 5m burn 10 (< 14.4): not firing.
         w[2] = ("1h", 20.0, 1000.0);
         w[0] = ("5m", 10.0, 1000.0);
-        let healthy = Counts { bad: 0.0, total: 1e6 };
+        let healthy = Counts {
+            bad: 0.0,
+            total: 1e6,
+        };
         let a = assess(&signals(healthy, &w), &tier, &period, now());
         assert!(a.alerts.is_empty());
         assert_eq!(a.state, BudgetState::Healthy);
@@ -410,8 +465,19 @@ tiers:
         let mut w = quiet_windows();
         w[0] = ("5m", 20.0, 1000.0);
         w[2] = ("1h", 20.0, 1000.0);
-        let s = signals(Counts { bad: 1000.0, total: 1e6 }, &w);
-        let a = assess(&s, &production(), &Period::at(&Window::Rolling(d("30d")), now()), now());
+        let s = signals(
+            Counts {
+                bad: 1000.0,
+                total: 1e6,
+            },
+            &w,
+        );
+        let a = assess(
+            &s,
+            &production(),
+            &Period::at(&Window::Rolling(d("30d")), now()),
+            now(),
+        );
         assert_eq!(a.remaining, Some(0.0));
         assert_eq!(a.state, BudgetState::Exhausted);
         assert_eq!(a.alerts, ["page-fast"]);
@@ -429,7 +495,10 @@ tiers:
     #[test]
     fn calendar_month_runs_from_the_first_of_the_month_utc() {
         let p = Period::at(&Window::Calendar(CalendarPeriod::Month), now());
-        assert_eq!(p.start, "2026-11-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            p.start,
+            "2026-11-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
         assert_eq!(p.length_seconds, 30 * 86_400);
         assert_eq!(p.elapsed(now()).seconds(), 28 * 86_400 + 10 * 3_600);
         let feb: Timestamp = "2028-02-10T00:00:00Z".parse().unwrap();
@@ -440,11 +509,17 @@ tiers:
     #[test]
     fn calendar_quarter_runs_from_the_quarter_start_utc() {
         let p = Period::at(&Window::Calendar(CalendarPeriod::Quarter), now());
-        assert_eq!(p.start, "2026-10-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            p.start,
+            "2026-10-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
         assert_eq!(p.length_seconds, 92 * 86_400);
         let q1: Timestamp = "2027-03-31T23:59:59Z".parse().unwrap();
         let p = Period::at(&Window::Calendar(CalendarPeriod::Quarter), q1);
-        assert_eq!(p.start, "2027-01-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            p.start,
+            "2027-01-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
         assert_eq!(p.length_seconds, 90 * 86_400);
     }
 
@@ -452,8 +527,20 @@ tiers:
     fn team_aggregate_sums_events_not_ratios() {
         // A busy service with 0.5 remaining and a quiet one with none left: the team has
         // 1 − (1000 + 100) / (0.001·2e6 + 0.001·1e5) = 1 − 1100/2100.
-        let busy = signals(Counts { bad: 1000.0, total: 2e6 }, &[]);
-        let quiet = signals(Counts { bad: 100.0, total: 1e5 }, &[]);
+        let busy = signals(
+            Counts {
+                bad: 1000.0,
+                total: 2e6,
+            },
+            &[],
+        );
+        let quiet = signals(
+            Counts {
+                bad: 100.0,
+                total: 1e5,
+            },
+            &[],
+        );
         let team = aggregate([&busy, &quiet]);
         let r = team.period.unwrap().remaining();
         assert!((r - (1.0 - 1100.0 / 2100.0)).abs() < 1e-9, "{r}");
@@ -461,8 +548,20 @@ tiers:
 
     #[test]
     fn aggregate_with_a_missing_member_is_missing() {
-        let known = signals(Counts { bad: 1.0, total: 10.0 }, &[("1h", 1.0, 10.0)]);
-        let mut unknown = signals(Counts { bad: 1.0, total: 10.0 }, &[("1h", 1.0, 10.0)]);
+        let known = signals(
+            Counts {
+                bad: 1.0,
+                total: 10.0,
+            },
+            &[("1h", 1.0, 10.0)],
+        );
+        let mut unknown = signals(
+            Counts {
+                bad: 1.0,
+                total: 10.0,
+            },
+            &[("1h", 1.0, 10.0)],
+        );
         unknown.period = None;
         unknown.windows.insert(d("1h"), None);
         let team = aggregate([&known, &unknown]);

@@ -65,7 +65,9 @@ pub enum Command {
         budgetgate status --policy manifests/samples --budgets manifests/samples/budgets.json -o table")]
     Status(StatusArgs),
     /// Print the CustomResourceDefinitions of the budgetgate.dev resources as YAML.
-    #[command(after_help = "Example:\n  budgetgate crds > manifests/crds/crds.yaml\n  budgetgate crds | kubectl apply -f -")]
+    #[command(
+        after_help = "Example:\n  budgetgate crds > manifests/crds/crds.yaml\n  budgetgate crds | kubectl apply -f -"
+    )]
     Crds,
 }
 
@@ -87,7 +89,11 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub state: StateArgs,
     /// AdmissionReview JSON file (`-` for stdin).
-    #[arg(long, conflicts_with = "filename", required_unless_present = "filename")]
+    #[arg(
+        long,
+        conflicts_with = "filename",
+        required_unless_present = "filename"
+    )]
     pub review: Option<PathBuf>,
     /// Which webhook's answer to print for --review.
     #[arg(long, value_enum, default_value_t = Webhook::Validate)]
@@ -171,7 +177,10 @@ fn load_state(state: &StateArgs) -> Result<Index, BadInput> {
 
 fn print_json(value: &impl serde::Serialize) {
     // Serializing our own plain data cannot fail.
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 /// Returns whether everything was allowed.
@@ -180,7 +189,8 @@ fn evaluate(args: &EvaluateArgs) -> Result<bool, BadInput> {
     let index = load_state(&args.state)?;
     if let Some(path) = &args.review {
         let bytes = read_input(path)?;
-        let request = parse_review(&bytes).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        let request =
+            parse_review(&bytes).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
         let decision = decision::decide(&request, &index, now)
             .map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
         log_decision(&decision);
@@ -209,7 +219,9 @@ fn evaluate(args: &EvaluateArgs) -> Result<bool, BadInput> {
         }
     }
     if decisions.is_empty() {
-        return Err(BadInput("no Deployment found in the given manifests".into()));
+        return Err(BadInput(
+            "no Deployment found in the given manifests".into(),
+        ));
     }
     match args.output {
         Output::Json => print_json(&decisions.iter().map(decision_json).collect::<Vec<_>>()),
@@ -232,7 +244,12 @@ fn read_input(path: &Path) -> Result<Vec<u8>, BadInput> {
 /// A manifest as a rollout: an UPDATE from the live copy in `--policy` when there is one,
 /// otherwise from a copy of itself without a pod template (so it is judged as a rollout,
 /// not as a creation).
-fn rollout_request(object: &Value, index: &Index, namespace: &str, user: &str) -> Result<AdmissionRequest, String> {
+fn rollout_request(
+    object: &Value,
+    index: &Index,
+    namespace: &str,
+    user: &str,
+) -> Result<AdmissionRequest, String> {
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -252,7 +269,10 @@ fn rollout_request(object: &Value, index: &Index, namespace: &str, user: &str) -
             if let Some(spec) = old.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("template".into(), json!({}));
             }
-            if let Some(annotations) = old.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+            if let Some(annotations) = old
+                .pointer_mut("/metadata/annotations")
+                .and_then(Value::as_object_mut)
+            {
                 for key in api::keys::SYSTEM_ANNOTATIONS {
                     annotations.remove(key);
                 }

@@ -7,13 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod cli;
 pub mod budget;
-pub mod policy;
+pub mod cli;
+pub mod decision;
 pub mod index;
 pub mod load;
+pub mod policy;
 pub mod selector;
-pub mod decision;
 pub mod snapshot;
 pub mod status;
 pub mod table;

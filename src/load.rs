@@ -4,9 +4,7 @@
 //! Errors name the file, the document and the field path. This module reads files; the
 //! checks it applies are the pure ones of `policy`, `api` and `snapshot`.
 
-use crate::api::{
-    BudgetException, ReliabilityPolicy, Release, ServiceLevelObjective, Timestamp,
-};
+use crate::api::{BudgetException, Release, ReliabilityPolicy, ServiceLevelObjective, Timestamp};
 use crate::decision::workload_revision;
 use crate::index::{self, Index, NamespaceMeta, ObjectKey, ReleaseEntry};
 use crate::policy::Policy;
@@ -64,15 +62,14 @@ pub fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| LoadError::file(path, e.to_string()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|x| x == "yaml" || x == "yml")
-        })
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(LoadError::file(path, "no .yaml or .yml files in this directory"));
+        return Err(LoadError::file(
+            path,
+            "no .yaml or .yml files in this directory",
+        ));
     }
     Ok(files)
 }
@@ -93,7 +90,12 @@ pub fn documents(file: &Path) -> Result<Vec<(usize, Value)>, LoadError> {
         match value {
             Value::Null => {}
             Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
-                for item in map.get("items").and_then(Value::as_array).into_iter().flatten() {
+                for item in map
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     out.push((number, item.clone()));
                 }
             }
@@ -117,7 +119,11 @@ fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
 
 fn describe(value: &Value) -> String {
     let field = |p: &str| value.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let (kind, ns, name) = (field("/kind"), field("/metadata/namespace"), field("/metadata/name"));
+    let (kind, ns, name) = (
+        field("/kind"),
+        field("/metadata/namespace"),
+        field("/metadata/name"),
+    );
     match (ns, name) {
         ("", "") => kind.to_owned(),
         ("", name) => format!("{kind} {name}"),
@@ -138,19 +144,29 @@ pub fn load_policy(path: &Path) -> Result<(Index, Notes), LoadError> {
                 object: Some(describe(&value)).filter(|d| !d.is_empty()),
                 message,
             };
-            let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let api_version = value
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
             if api_version.is_empty() || kind.is_empty() {
-                return Err(fail("not a Kubernetes object: apiVersion and kind are required".into()));
+                return Err(fail(
+                    "not a Kubernetes object: apiVersion and kind are required".into(),
+                ));
             }
-            let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            let name = value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if name.is_empty() {
                 return Err(fail("metadata.name: required".into()));
             }
             let namespaced_key = || -> Result<ObjectKey, LoadError> {
                 match value.pointer("/metadata/namespace").and_then(Value::as_str) {
                     Some(ns) if !ns.is_empty() => Ok(ObjectKey::new(ns, name)),
-                    _ => Err(fail(format!("metadata.namespace: required for a {kind} in file mode"))),
+                    _ => Err(fail(format!(
+                        "metadata.namespace: required for a {kind} in file mode"
+                    ))),
                 }
             };
             let ours = api_version == format!("{}/{}", crate::api::GROUP, crate::api::VERSION);
@@ -163,7 +179,8 @@ pub fn load_policy(path: &Path) -> Result<(Index, Notes), LoadError> {
                             first.display()
                         )));
                     }
-                    let policy = Policy::from_spec(&object.spec).map_err(|e| fail(e.to_string()))?;
+                    let policy =
+                        Policy::from_spec(&object.spec).map_err(|e| fail(e.to_string()))?;
                     index.policy = Some(policy);
                     policy_file = Some(file.clone());
                 }
@@ -237,7 +254,10 @@ pub fn load_policy(path: &Path) -> Result<(Index, Notes), LoadError> {
         }
     }
     if index.policy.is_none() {
-        return Err(LoadError::file(path, "no ReliabilityPolicy found; file mode needs one"));
+        return Err(LoadError::file(
+            path,
+            "no ReliabilityPolicy found; file mode needs one",
+        ));
     }
     Ok((index, notes))
 }
@@ -261,13 +281,21 @@ pub fn load_snapshot(file: &Path) -> Result<BudgetSnapshot, LoadError> {
 }
 
 /// Evaluates a snapshot's budgets into the index.
-pub fn apply_snapshot(index: &mut Index, snapshot: &BudgetSnapshot, file: &Path) -> Result<(), LoadError> {
+pub fn apply_snapshot(
+    index: &mut Index,
+    snapshot: &BudgetSnapshot,
+    file: &Path,
+) -> Result<(), LoadError> {
     let signals = snapshot::signals(index, snapshot)
         .map_err(|e| LoadError::file(file, format!("invalid BudgetSnapshot: {e}")))?;
     let Some(policy) = &index.policy else {
-        return Err(LoadError::file(file, "no ReliabilityPolicy to judge the budgets against"));
+        return Err(LoadError::file(
+            file,
+            "no ReliabilityPolicy to judge the budgets against",
+        ));
     };
-    index.budgets = index::evaluate_budgets(policy, &index.namespaces, &signals, snapshot.evaluated_at);
+    index.budgets =
+        index::evaluate_budgets(policy, &index.namespaces, &signals, snapshot.evaluated_at);
     Ok(())
 }
 
@@ -281,6 +309,7 @@ pub fn load_state(policy: &Path, budgets: &Path) -> Result<(Index, Notes), LoadE
 
 /// Parses `--now`: RFC 3339.
 pub fn parse_now(text: &str) -> Result<Timestamp, String> {
-    text.parse()
-        .map_err(|e| format!("--now {text:?} is not an RFC 3339 time such as 2026-11-29T10:00:00Z: {e}"))
+    text.parse().map_err(|e| {
+        format!("--now {text:?} is not an RFC 3339 time such as 2026-11-29T10:00:00Z: {e}")
+    })
 }

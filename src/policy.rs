@@ -2,8 +2,8 @@
 //! band and plan lookup. Built from a `ReliabilityPolicySpec`; pure.
 
 use crate::api::{
-    AlertWindow, Band, CanarySpec, Duration, Enforcement, OnStale, ReliabilityPolicySpec,
-    Severity, TierSpec, Window,
+    AlertWindow, Band, CanarySpec, Duration, Enforcement, OnStale, ReliabilityPolicySpec, Severity,
+    TierSpec, Window,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,7 +79,10 @@ impl Policy {
         if !spec.tiers.contains_key(&spec.default_tier) {
             return Err(invalid(
                 "spec.defaultTier",
-                format!("names tier {:?}, which spec.tiers does not define", spec.default_tier),
+                format!(
+                    "names tier {:?}, which spec.tiers does not define",
+                    spec.default_tier
+                ),
             ));
         }
         let tiers = spec
@@ -111,7 +114,10 @@ impl Tier {
         for (i, band) in spec.bands.iter().enumerate() {
             let path = |field: &str| at(&format!("bands[{i}].{field}"));
             if band.name.is_empty() || !seen.insert(band.name.as_str()) {
-                return Err(invalid(path("name"), "band names must be non-empty and unique"));
+                return Err(invalid(
+                    path("name"),
+                    "band names must be non-empty and unique",
+                ));
             }
             if !band.min_remaining.is_finite() || band.min_remaining >= 1.0 {
                 return Err(invalid(path("minRemaining"), "must be a number below 1"));
@@ -157,10 +163,16 @@ impl Tier {
         }
         let canary = spec.canary.clone().unwrap_or_default();
         if !(canary.abort_burn_rate > 0.0 && canary.abort_burn_rate.is_finite()) {
-            return Err(invalid(at("canary.abortBurnRate"), "must be a positive number"));
+            return Err(invalid(
+                at("canary.abortBurnRate"),
+                "must be a positive number",
+            ));
         }
         if canary.consecutive_failures == 0 {
-            return Err(invalid(at("canary.consecutiveFailures"), "must be at least 1"));
+            return Err(invalid(
+                at("canary.consecutiveFailures"),
+                "must be at least 1",
+            ));
         }
         Ok(Tier {
             name: name.to_owned(),
@@ -277,7 +289,10 @@ bands:
                 "bands: [{{name: a, plan: {{steps: {steps}, pause: 1m}}}}]"
             ))
             .unwrap_err();
-            assert_eq!(e.path, "spec.tiers.production.bands[0].plan.steps", "{steps}");
+            assert_eq!(
+                e.path, "spec.tiers.production.bands[0].plan.steps",
+                "{steps}"
+            );
         }
     }
 }

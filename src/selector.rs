@@ -56,7 +56,10 @@ mod tests {
             match_labels: Some(labels(&[("app", "checkout"), ("tier", "web")])),
             ..Default::default()
         };
-        assert!(matches(&s, &labels(&[("app", "checkout"), ("tier", "web"), ("x", "y")])));
+        assert!(matches(
+            &s,
+            &labels(&[("app", "checkout"), ("tier", "web"), ("x", "y")])
+        ));
         assert!(!matches(&s, &labels(&[("app", "checkout")])));
     }
 

@@ -69,24 +69,33 @@ pub fn signals(index: &Index, snapshot: &BudgetSnapshot) -> Result<Vec<SloSignal
             (None, None) => {
                 return Err(err(
                     ".objective",
-                    format!("{key} has no ServiceLevelObjective loaded, so the entry needs its objective"),
+                    format!(
+                        "{key} has no ServiceLevelObjective loaded, so the entry needs its objective"
+                    ),
                 ));
             }
         };
         if !(objective > 0.0 && objective < 100.0) {
-            return Err(err(".objective", format!("{objective} is not a percentage between 0 and 100")));
+            return Err(err(
+                ".objective",
+                format!("{objective} is not a percentage between 0 and 100"),
+            ));
         }
         let check = |field: String, c: &Option<Counts>| match c {
             Some(c) if !(c.bad >= 0.0 && c.total >= 0.0 && c.bad <= c.total) => Err(err(
                 &field,
-                format!("bad {} and total {} must be counts with bad ≤ total", c.bad, c.total),
+                format!(
+                    "bad {} and total {} must be counts with bad ≤ total",
+                    c.bad, c.total
+                ),
             )),
             _ => Ok(*c),
         };
         let period = check(".period".into(), &entry.period)?;
         let mut windows = Vec::new();
         for (w, counts) in &entry.windows {
-            let window = Duration::parse(w).map_err(|e| err(&format!(".windows.{w}"), e.to_string()))?;
+            let window =
+                Duration::parse(w).map_err(|e| err(&format!(".windows.{w}"), e.to_string()))?;
             windows.push((window, check(format!(".windows.{w}"), counts)?));
         }
         let window = spec.and_then(|s| s.window.clone());

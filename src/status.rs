@@ -72,7 +72,9 @@ pub fn report(index: &Index) -> StatusReport {
             slos: budgets
                 .slos
                 .iter()
-                .filter(|(k, _)| index.team_of(&k.namespace).as_ref() == Some(&(team.clone(), tier.clone())))
+                .filter(|(k, _)| {
+                    index.team_of(&k.namespace).as_ref() == Some(&(team.clone(), tier.clone()))
+                })
                 .map(|(k, s)| SloRow {
                     namespace: k.namespace.clone(),
                     name: k.name.clone(),
@@ -107,7 +109,9 @@ pub fn report(index: &Index) -> StatusReport {
 }
 
 fn burn(rates: &BTreeMap<String, Option<f64>>, window: &str) -> String {
-    let want = Duration::parse(window).map(|d| d.seconds()).unwrap_or_default();
+    let want = Duration::parse(window)
+        .map(|d| d.seconds())
+        .unwrap_or_default();
     rates
         .iter()
         .find(|(k, _)| Duration::parse(k).is_ok_and(|d| d.seconds() == want))

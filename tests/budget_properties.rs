@@ -10,8 +10,14 @@ fn window() -> Duration {
 
 /// An SLO: objective in (90, 99.999), bad ≤ total.
 fn slo() -> impl Strategy<Value = Signals> {
-    (90_000u32..99_999, 0u64..10_000_000, 0.0f64..=1.0, 0u64..1_000_000, 0.0f64..=1.0).prop_map(
-        |(objective_milli, total, bad_share, w_total, w_share)| {
+    (
+        90_000u32..99_999,
+        0u64..10_000_000,
+        0.0f64..=1.0,
+        0u64..1_000_000,
+        0.0f64..=1.0,
+    )
+        .prop_map(|(objective_milli, total, bad_share, w_total, w_share)| {
             let objective = objective_milli as f64 / 1000.0;
             let counts = |total: u64, share: f64| Counts {
                 bad: (total as f64 * share).floor(),
@@ -22,8 +28,7 @@ fn slo() -> impl Strategy<Value = Signals> {
                 Some(counts(total, bad_share)),
                 [(window(), Some(counts(w_total, w_share)))],
             )
-        },
-    )
+        })
 }
 
 proptest! {

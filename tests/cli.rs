@@ -24,12 +24,25 @@ fn budgetgate(args: &[&str]) -> Output {
 fn review(name: &str, webhook: &str) -> (i32, Value) {
     let review = format!("{SAMPLES}/reviews/{name}.json");
     let out = budgetgate(&[
-        "evaluate", "--policy", SAMPLES, "--budgets", &format!("{SAMPLES}/budgets.json"),
-        "--review", &review, "--webhook", webhook, "--now", NOW,
+        "evaluate",
+        "--policy",
+        SAMPLES,
+        "--budgets",
+        &format!("{SAMPLES}/budgets.json"),
+        "--review",
+        &review,
+        "--webhook",
+        webhook,
+        "--now",
+        NOW,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let review: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{name}: stdout is not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let review: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{name}: stdout is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(review["kind"], "AdmissionReview");
     (out.status.code().unwrap_or(-1), review["response"].clone())
@@ -38,7 +51,11 @@ fn review(name: &str, webhook: &str) -> (i32, Value) {
 fn decoded_patch(response: &Value) -> Value {
     assert_eq!(response["patchType"], "JSONPatch");
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(response["patch"].as_str().expect("patch is a base64 string"))
+        .decode(
+            response["patch"]
+                .as_str()
+                .expect("patch is a base64 string"),
+        )
         .expect("patch is base64");
     serde_json::from_slice(&bytes).expect("patch is JSON")
 }
@@ -54,14 +71,23 @@ To ship anyway, ask a platform approver for a BudgetException selecting this Dep
 
 #[test]
 fn create_within_budget_is_allowed_without_a_canary() {
-    assert_eq!(review("create", "validate"), (0, json!({"uid": uid(1), "allowed": true})));
-    assert_eq!(review("create", "mutate"), (0, json!({"uid": uid(1), "allowed": true})));
+    assert_eq!(
+        review("create", "validate"),
+        (0, json!({"uid": uid(1), "allowed": true}))
+    );
+    assert_eq!(
+        review("create", "mutate"),
+        (0, json!({"uid": uid(1), "allowed": true}))
+    );
 }
 
 #[test]
 fn image_change_in_a_progressive_namespace_gets_the_caution_plan() {
     // checkout's own SLO (40% left) is stricter than team payments (89%): band caution.
-    assert_eq!(review("rollout-image-change", "validate"), (0, json!({"uid": uid(2), "allowed": true})));
+    assert_eq!(
+        review("rollout-image-change", "validate"),
+        (0, json!({"uid": uid(2), "allowed": true}))
+    );
     let (code, response) = review("rollout-image-change", "mutate");
     assert_eq!(code, 0);
     assert_eq!(response["allowed"], true);
@@ -84,7 +110,11 @@ fn image_change_in_a_progressive_namespace_gets_the_caution_plan() {
 fn scale_and_metadata_changes_pass_untouched() {
     for (name, n) in [("scale", 3), ("metadata", 4)] {
         for webhook in ["validate", "mutate"] {
-            assert_eq!(review(name, webhook), (0, json!({"uid": uid(n), "allowed": true})), "{name} {webhook}");
+            assert_eq!(
+                review(name, webhook),
+                (0, json!({"uid": uid(n), "allowed": true})),
+                "{name} {webhook}"
+            );
         }
     }
 }
@@ -93,38 +123,53 @@ fn scale_and_metadata_changes_pass_untouched() {
 fn rollback_to_the_serving_replica_set_passes_a_frozen_team_with_a_warning() {
     assert_eq!(
         review("rollback", "validate"),
-        (0, json!({
-            "uid": uid(5),
-            "allowed": true,
-            "warnings": ["budgetgate: rollback of search/indexer let through despite the freeze (budget exhausted, -50.0% left)"]
-        }))
+        (
+            0,
+            json!({
+                "uid": uid(5),
+                "allowed": true,
+                "warnings": ["budgetgate: rollback of search/indexer let through despite the freeze (budget exhausted, -50.0% left)"]
+            })
+        )
     );
-    assert_eq!(review("rollback", "mutate"), (0, json!({"uid": uid(5), "allowed": true})));
+    assert_eq!(
+        review("rollback", "mutate"),
+        (0, json!({"uid": uid(5), "allowed": true}))
+    );
 }
 
 #[test]
 fn rollout_of_a_team_with_an_exhausted_budget_is_denied() {
     assert_eq!(
         review("rollout-exhausted", "validate"),
-        (1, json!({
-            "uid": uid(6),
-            "allowed": false,
-            "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
-        }))
+        (
+            1,
+            json!({
+                "uid": uid(6),
+                "allowed": false,
+                "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
+            })
+        )
     );
     // The mutating webhook always allows; the validating one decides.
-    assert_eq!(review("rollout-exhausted", "mutate"), (0, json!({"uid": uid(6), "allowed": true})));
+    assert_eq!(
+        review("rollout-exhausted", "mutate"),
+        (0, json!({"uid": uid(6), "allowed": true}))
+    );
 }
 
 #[test]
 fn server_dry_run_is_answered_exactly_like_the_real_request() {
     assert_eq!(
         review("dry-run", "validate"),
-        (1, json!({
-            "uid": uid(7),
-            "allowed": false,
-            "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
-        }))
+        (
+            1,
+            json!({
+                "uid": uid(7),
+                "allowed": false,
+                "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
+            })
+        )
     );
 }
 
@@ -132,11 +177,14 @@ fn server_dry_run_is_answered_exactly_like_the_real_request() {
 fn override_exception_lets_a_frozen_rollout_through_at_the_most_cautious_plan() {
     assert_eq!(
         review("exception-override", "validate"),
-        (0, json!({
-            "uid": uid(8),
-            "allowed": true,
-            "warnings": ["budgetgate: exception hotfix-4411 (approved by platform-oncall) lets this through until 2026-12-01T00:00:00Z"]
-        }))
+        (
+            0,
+            json!({
+                "uid": uid(8),
+                "allowed": true,
+                "warnings": ["budgetgate: exception hotfix-4411 (approved by platform-oncall) lets this through until 2026-12-01T00:00:00Z"]
+            })
+        )
     );
     let (_, response) = review("exception-override", "mutate");
     assert_eq!(
@@ -162,14 +210,20 @@ Still allowed: rolling back to a previous revision, and scaling. \
 To ship anyway, ask a platform approver for a BudgetException selecting this Deployment in namespace ads-staging.";
     assert_eq!(
         review("warn-mode", "validate"),
-        (0, json!({
-            "uid": uid(9),
-            "allowed": true,
-            "warnings": ["budgetgate (warn mode) would deny ads-staging/banner: budget exhausted, -33.3% left"],
-            "auditAnnotations": {"would-deny": message}
-        }))
+        (
+            0,
+            json!({
+                "uid": uid(9),
+                "allowed": true,
+                "warnings": ["budgetgate (warn mode) would deny ads-staging/banner: budget exhausted, -33.3% left"],
+                "auditAnnotations": {"would-deny": message}
+            })
+        )
     );
-    assert_eq!(review("warn-mode", "mutate"), (0, json!({"uid": uid(9), "allowed": true})));
+    assert_eq!(
+        review("warn-mode", "mutate"),
+        (0, json!({"uid": uid(9), "allowed": true}))
+    );
 }
 
 #[test]
@@ -180,21 +234,33 @@ Still allowed: rolling back to a previous revision, and scaling. \
 To ship anyway, ask a platform approver for a BudgetException selecting this Deployment in namespace ledger.";
     assert_eq!(
         review("dryrun-namespace", "validate"),
-        (0, json!({"uid": uid(10), "allowed": true, "auditAnnotations": {"would-deny": message}}))
+        (
+            0,
+            json!({"uid": uid(10), "allowed": true, "auditAnnotations": {"would-deny": message}})
+        )
     );
-    assert_eq!(review("dryrun-namespace", "mutate"), (0, json!({"uid": uid(10), "allowed": true})));
+    assert_eq!(
+        review("dryrun-namespace", "mutate"),
+        (0, json!({"uid": uid(10), "allowed": true}))
+    );
 }
 
 #[test]
 fn unmanaged_namespace_is_never_touched() {
     for webhook in ["validate", "mutate"] {
-        assert_eq!(review("unmanaged", webhook), (0, json!({"uid": uid(11), "allowed": true})));
+        assert_eq!(
+            review("unmanaged", webhook),
+            (0, json!({"uid": uid(11), "allowed": true}))
+        );
     }
 }
 
 #[test]
 fn forged_system_annotations_are_restored_by_the_mutating_webhook() {
-    assert_eq!(review("forged-annotations", "validate"), (0, json!({"uid": uid(12), "allowed": true})));
+    assert_eq!(
+        review("forged-annotations", "validate"),
+        (0, json!({"uid": uid(12), "allowed": true}))
+    );
     let (_, response) = review("forged-annotations", "mutate");
     assert_eq!(
         decoded_patch(&response),
@@ -209,23 +275,33 @@ fn forged_system_annotations_are_restored_by_the_mutating_webhook() {
 fn budget_exception_without_an_approver_is_rejected() {
     assert_eq!(
         review("budget-exception-invalid", "validate"),
-        (1, json!({
-            "uid": uid(13),
-            "allowed": false,
-            "status": {
-                "code": 403,
-                "reason": "Forbidden",
-                "message": "budgetgate rejected BudgetException search/skip-all: spec.approvedBy is required: name the platform approver"
-            }
-        }))
+        (
+            1,
+            json!({
+                "uid": uid(13),
+                "allowed": false,
+                "status": {
+                    "code": 403,
+                    "reason": "Forbidden",
+                    "message": "budgetgate rejected BudgetException search/skip-all: spec.approvedBy is required: name the platform approver"
+                }
+            })
+        )
     );
 }
 
 /// Exit code and the whole of stderr.
 fn fails(args: &[&str]) -> (i32, String) {
     let out = budgetgate(args);
-    assert!(out.stdout.is_empty(), "no output on failure: {}", String::from_utf8_lossy(&out.stdout));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    assert!(
+        out.stdout.is_empty(),
+        "no output on failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn scratch(name: &str, text: &str) -> String {
@@ -249,11 +325,17 @@ fn truncated_review_exits_2_naming_the_field_and_position() {
 #[test]
 fn bad_yaml_exits_2_naming_file_and_document() {
     let policy = std::fs::read_to_string(format!("{SAMPLES}/policy.yaml")).unwrap();
-    let file = scratch("bad.yaml", &format!("{policy}---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: [unclosed\n"));
+    let file = scratch(
+        "bad.yaml",
+        &format!("{policy}---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: [unclosed\n"),
+    );
     let budgets = format!("{SAMPLES}/budgets.json");
     let (code, stderr) = fails(&["status", "--policy", &file, "--budgets", &budgets]);
     assert_eq!(code, 2);
-    assert!(stderr.starts_with(&format!("error: {file}: document 2: invalid YAML: ")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {file}: document 2: invalid YAML: ")),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
@@ -268,45 +350,102 @@ fn unknown_policy_field_exits_2_with_its_path() {
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        format!("error: {file}: document 1 (ReliabilityPolicy platform): spec.tiers.production.freezeOnPageBurns: unknown field `freezeOnPageBurns`, expected one of `enforcement`, `window`, `staleAfter`, `onStale`, `freezeOnPageBurn`, `recoveryTarget`, `bands`, `alertWindows`, `canary`\n")
+        format!(
+            "error: {file}: document 1 (ReliabilityPolicy platform): spec.tiers.production.freezeOnPageBurns: unknown field `freezeOnPageBurns`, expected one of `enforcement`, `window`, `staleAfter`, `onStale`, `freezeOnPageBurn`, `recoveryTarget`, `bands`, `alertWindows`, `canary`\n"
+        )
     );
 }
 
 #[test]
 fn bad_budget_json_exits_2_with_its_path() {
-    let budgets = scratch("budgets.json", r#"{"evaluatedAt": "2026-11-29T09:59:30Z", "slos": [{"namespace": "shop", "name": "x", "period": {"bad": "many", "total": 1}}]}"#);
+    let budgets = scratch(
+        "budgets.json",
+        r#"{"evaluatedAt": "2026-11-29T09:59:30Z", "slos": [{"namespace": "shop", "name": "x", "period": {"bad": "many", "total": 1}}]}"#,
+    );
     assert_eq!(
         fails(&["status", "--policy", SAMPLES, "--budgets", &budgets]),
-        (2, format!("error: {budgets}: invalid BudgetSnapshot: slos[0].period.bad: invalid type: string \"many\", expected f64 at line 1 column 108\n"))
+        (
+            2,
+            format!(
+                "error: {budgets}: invalid BudgetSnapshot: slos[0].period.bad: invalid type: string \"many\", expected f64 at line 1 column 108\n"
+            )
+        )
     );
 }
 
 #[test]
 fn missing_file_exits_2_naming_it() {
     assert_eq!(
-        fails(&["status", "--policy", SAMPLES, "--budgets", "no/such/budgets.json"]),
-        (2, "error: no/such/budgets.json: No such file or directory (os error 2)\n".into())
+        fails(&[
+            "status",
+            "--policy",
+            SAMPLES,
+            "--budgets",
+            "no/such/budgets.json"
+        ]),
+        (
+            2,
+            "error: no/such/budgets.json: No such file or directory (os error 2)\n".into()
+        )
     );
 }
 
 #[test]
 fn bad_now_exits_2() {
     let budgets = format!("{SAMPLES}/budgets.json");
-    let (code, stderr) = fails(&["status", "--policy", SAMPLES, "--budgets", &budgets, "--now", "yesterday"]);
+    let (code, stderr) = fails(&[
+        "status",
+        "--policy",
+        SAMPLES,
+        "--budgets",
+        &budgets,
+        "--now",
+        "yesterday",
+    ]);
     assert_eq!(code, 2);
-    assert!(stderr.starts_with("error: --now \"yesterday\" is not an RFC 3339 time"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --now \"yesterday\" is not an RFC 3339 time"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn status_json_has_the_documented_shape_and_numbers() {
     let budgets = format!("{SAMPLES}/budgets.json");
-    let out = budgetgate(&["status", "--policy", SAMPLES, "--budgets", &budgets, "--now", NOW, "-o", "json"]);
+    let out = budgetgate(&[
+        "status",
+        "--policy",
+        SAMPLES,
+        "--budgets",
+        &budgets,
+        "--now",
+        NOW,
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["evaluatedAt"], "2026-11-29T09:59:30Z");
     let teams = status["teams"].as_array().unwrap();
-    let names: Vec<_> = teams.iter().map(|t| format!("{}/{}", t["team"].as_str().unwrap(), t["tier"].as_str().unwrap())).collect();
-    assert_eq!(names, ["billing/production", "discovery/production", "growth/staging", "payments/production"]);
+    let names: Vec<_> = teams
+        .iter()
+        .map(|t| {
+            format!(
+                "{}/{}",
+                t["team"].as_str().unwrap(),
+                t["tier"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "billing/production",
+            "discovery/production",
+            "growth/staging",
+            "payments/production"
+        ]
+    );
     let payments = &teams[3];
     // 1 − (1200 + 100) / (0.001·2,000,000 + 0.01·1,000,000)
     let want = 1.0 - 1300.0 / 12_000.0;
@@ -316,7 +455,12 @@ fn status_json_has_the_documented_shape_and_numbers() {
     // 1h: (30 + 2) / (0.001·60,000 + 0.01·30,000)
     let burn_1h = payments["burnRates"]["1h"].as_f64().unwrap();
     assert!((burn_1h - 32.0 / 360.0).abs() < 1e-12, "{burn_1h}");
-    let checkout = payments["slos"].as_array().unwrap().iter().find(|s| s["name"] == "checkout-availability").unwrap();
+    let checkout = payments["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "checkout-availability")
+        .unwrap();
     assert!((checkout["remaining"].as_f64().unwrap() - 0.4).abs() < 1e-12);
     assert_eq!(checkout["band"], "caution");
     assert_eq!(checkout["state"], "Caution");
@@ -335,23 +479,59 @@ fn status_json_has_the_documented_shape_and_numbers() {
 fn manifests_are_judged_as_rollouts_and_a_denial_fails_the_gate() {
     let budgets = format!("{SAMPLES}/budgets.json");
     let out = budgetgate(&[
-        "evaluate", "--policy", SAMPLES, "--budgets", &budgets, "--now", NOW,
-        "-f", &format!("{SAMPLES}/deployments"), "-o", "json",
+        "evaluate",
+        "--policy",
+        SAMPLES,
+        "--budgets",
+        &budgets,
+        "--now",
+        NOW,
+        "-f",
+        &format!("{SAMPLES}/deployments"),
+        "-o",
+        "json",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let verdicts: Value = serde_json::from_slice(&out.stdout).unwrap();
     let summary: Vec<(String, String, Value, Value)> = verdicts
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["deployment"].as_str().unwrap().to_owned(), v["verdict"].as_str().unwrap().to_owned(), v["band"].clone(), v["plan"].clone()))
+        .map(|v| {
+            (
+                v["deployment"].as_str().unwrap().to_owned(),
+                v["verdict"].as_str().unwrap().to_owned(),
+                v["band"].clone(),
+                v["plan"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
         [
-            ("ads-staging/banner".to_owned(), "warn".to_owned(), Value::Null, Value::Null),
-            ("shop/checkout".to_owned(), "allow".to_owned(), json!("caution"), json!({"steps": [10, 25, 50, 100], "pause": "5m"})),
-            ("search/indexer".to_owned(), "deny".to_owned(), Value::Null, Value::Null),
+            (
+                "ads-staging/banner".to_owned(),
+                "warn".to_owned(),
+                Value::Null,
+                Value::Null
+            ),
+            (
+                "shop/checkout".to_owned(),
+                "allow".to_owned(),
+                json!("caution"),
+                json!({"steps": [10, 25, 50, 100], "pause": "5m"})
+            ),
+            (
+                "search/indexer".to_owned(),
+                "deny".to_owned(),
+                Value::Null,
+                Value::Null
+            ),
         ]
     );
 }
@@ -362,6 +542,9 @@ fn every_command_explains_itself_with_an_example() {
         let out = budgetgate(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(help.contains("Example"), "{command} --help lacks an example:\n{help}");
+        assert!(
+            help.contains("Example"),
+            "{command} --help lacks an example:\n{help}"
+        );
     }
 }

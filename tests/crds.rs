@@ -17,12 +17,17 @@ fn every_crd_has_printer_columns_and_conditions() {
         let version = &crd.spec.versions[0];
         let name = &crd.spec.names.kind;
         assert!(
-            version.additional_printer_columns.as_ref().is_some_and(|c| c.len() >= 3),
+            version
+                .additional_printer_columns
+                .as_ref()
+                .is_some_and(|c| c.len() >= 3),
             "{name} has printer columns"
         );
         let schema = serde_json::to_value(&version.schema).unwrap();
         assert!(
-            schema.pointer("/openAPIV3Schema/properties/status/properties/conditions").is_some(),
+            schema
+                .pointer("/openAPIV3Schema/properties/status/properties/conditions")
+                .is_some(),
             "{name} has status.conditions"
         );
     }

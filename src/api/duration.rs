@@ -35,7 +35,9 @@ impl Duration {
             if digits == 0 {
                 return Err(err("expected a number"));
             }
-            let value: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+            let value: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| err("number too large"))?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit = match &rest[..unit_len] {
@@ -68,7 +70,7 @@ impl Duration {
     pub fn from_seconds(seconds: u64) -> Self {
         let text = [(86_400, "d"), (3_600, "h"), (60, "m")]
             .iter()
-            .find(|(unit, _)| seconds >= *unit && seconds % unit == 0)
+            .find(|(unit, _)| seconds >= *unit && seconds.is_multiple_of(*unit))
             .map(|(unit, suffix)| format!("{}{suffix}", seconds / unit))
             .unwrap_or_else(|| format!("{seconds}s"));
         Duration { text, seconds }

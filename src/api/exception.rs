@@ -18,7 +18,12 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind"),
     printcolumn(name = "Approved-By", type_ = "string", json_path = ".spec.approvedBy"),
     printcolumn(name = "Expires", type_ = "date", json_path = ".spec.expiresAt"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".spec.reason", priority = 1)
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".spec.reason",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BudgetExceptionSpec {

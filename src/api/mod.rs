@@ -4,12 +4,19 @@
 //! keys (the only place that spells them), durations and the time type. Pure data: no
 //! arithmetic beyond parsing, no I/O.
 
+// kube's `printcolumn(name = …, type_ = …)` repeats argument names, which clippy's
+// duplicated_attributes lint mistakes for repeated attributes.
 mod duration;
+#[allow(clippy::duplicated_attributes)]
 mod exception;
 pub mod keys;
+#[allow(clippy::duplicated_attributes)]
 mod policy;
+#[allow(clippy::duplicated_attributes)]
 mod release;
+#[allow(clippy::duplicated_attributes)]
 mod slo;
+#[allow(clippy::duplicated_attributes)]
 mod teambudget;
 
 pub use duration::{Duration, DurationError};
@@ -20,15 +27,15 @@ pub use policy::{
 };
 pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};
 pub use slo::{
-    BudgetState, Indicator, LatencyIndicator, RatioIndicator, RawIndicator,
-    ServiceLevelObjective, ServiceLevelObjectiveSpec, ServiceLevelObjectiveStatus,
+    BudgetState, Indicator, LatencyIndicator, RatioIndicator, RawIndicator, ServiceLevelObjective,
+    ServiceLevelObjectiveSpec, ServiceLevelObjectiveStatus,
 };
 pub use teambudget::{
     Incident, LastRelease, SloSummary, TeamBudget, TeamBudgetSpec, TeamBudgetStatus, TierBudget,
 };
 
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 pub use jiff::Timestamp;
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 
 /// API group of every budgetgate resource.
 pub const GROUP: &str = "budgetgate.dev";
@@ -36,7 +43,8 @@ pub const GROUP: &str = "budgetgate.dev";
 pub const VERSION: &str = "v1alpha1";
 
 /// The CustomResourceDefinitions of all five resources, in a stable order.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
     vec![

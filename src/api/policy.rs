@@ -14,9 +14,21 @@ use std::collections::BTreeMap;
     shortname = "rpol",
     category = "budgetgate",
     status = "ReliabilityPolicyStatus",
-    printcolumn(name = "Default-Tier", type_ = "string", json_path = ".spec.defaultTier"),
-    printcolumn(name = "Platform-Freeze", type_ = "boolean", json_path = ".spec.platformFreeze"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Default-Tier",
+        type_ = "string",
+        json_path = ".spec.defaultTier"
+    ),
+    printcolumn(
+        name = "Platform-Freeze",
+        type_ = "boolean",
+        json_path = ".spec.platformFreeze"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReliabilityPolicySpec {
@@ -89,7 +101,9 @@ pub struct TierSpec {
     pub canary: Option<CanarySpec>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforcement {
     Enforce,
@@ -235,7 +249,9 @@ impl Plan {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Page,

@@ -21,8 +21,17 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Stage", type_ = "integer", json_path = ".status.stage"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.weight"),
-    printcolumn(name = "Consumed", type_ = "number", json_path = ".status.budgetConsumed", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Consumed",
+        type_ = "number",
+        json_path = ".status.budgetConsumed",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReleaseSpec {

@@ -21,7 +21,11 @@ use std::collections::BTreeMap;
     printcolumn(name = "Remaining", type_ = "number", json_path = ".status.remaining"),
     printcolumn(name = "Band", type_ = "string", json_path = ".status.band"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceLevelObjectiveSpec {
@@ -95,7 +99,9 @@ pub struct RawIndicator {
     pub total_query: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum BudgetState {
     Healthy,
     Caution,

@@ -17,11 +17,28 @@ use std::collections::BTreeMap;
     status = "TeamBudgetStatus",
     printcolumn(name = "Team", type_ = "string", json_path = ".spec.team"),
     printcolumn(name = "Tier", type_ = "string", json_path = ".status.tiers[0].tier"),
-    printcolumn(name = "Remaining", type_ = "number", json_path = ".status.tiers[0].remaining"),
+    printcolumn(
+        name = "Remaining",
+        type_ = "number",
+        json_path = ".status.tiers[0].remaining"
+    ),
     printcolumn(name = "Band", type_ = "string", json_path = ".status.tiers[0].band"),
-    printcolumn(name = "Burn-1h", type_ = "number", json_path = ".status.tiers[0].burnRate1h"),
-    printcolumn(name = "In-Flight", type_ = "integer", json_path = ".status.tiers[0].rolloutsInFlight"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.tiers[0].state", priority = 1)
+    printcolumn(
+        name = "Burn-1h",
+        type_ = "number",
+        json_path = ".status.tiers[0].burnRate1h"
+    ),
+    printcolumn(
+        name = "In-Flight",
+        type_ = "integer",
+        json_path = ".status.tiers[0].rolloutsInFlight"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.tiers[0].state",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TeamBudgetSpec {

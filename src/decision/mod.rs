@@ -17,7 +17,9 @@ pub use classify::{
 };
 pub use review::{AdmissionRequest, AdmissionResponse, Operation, ReviewError, parse_review};
 
-use crate::api::{BudgetExceptionSpec, Enforcement, ExceptionKind, OnStale, Plan, ReleasePhase, Timestamp, keys};
+use crate::api::{
+    BudgetExceptionSpec, Enforcement, ExceptionKind, OnStale, Plan, ReleasePhase, Timestamp, keys,
+};
 use crate::budget::Assessment;
 use crate::index::{Index, ObjectKey};
 use crate::policy::{BandLookup, Policy, Tier};
@@ -126,7 +128,11 @@ impl Decision {
         Decision {
             uid: req.uid.clone(),
             namespace: req.namespace.clone().unwrap_or_else(|| meta("namespace")),
-            name: if req.name.is_empty() { meta("name") } else { req.name.clone() },
+            name: if req.name.is_empty() {
+                meta("name")
+            } else {
+                req.name.clone()
+            },
             team: None,
             tier: None,
             class: None,
@@ -165,12 +171,13 @@ impl Decision {
             _ => AdmissionResponse::allow(&self.uid),
         };
         response.warnings = self.warnings.clone();
-        if self.would_deny && self.mode != Enforcement::Enforce {
-            if let Some(message) = &self.message {
-                response
-                    .audit_annotations
-                    .insert("would-deny".into(), message.clone());
-            }
+        if self.would_deny
+            && self.mode != Enforcement::Enforce
+            && let Some(message) = &self.message
+        {
+            response
+                .audit_annotations
+                .insert("would-deny".into(), message.clone());
         }
         response
     }
@@ -186,7 +193,11 @@ fn is_deployment(req: &AdmissionRequest) -> bool {
 }
 
 /// Decides a review. Errors only when the review lacks what its operation needs.
-pub fn decide(req: &AdmissionRequest, index: &Index, now: Timestamp) -> Result<Decision, ReviewError> {
+pub fn decide(
+    req: &AdmissionRequest,
+    index: &Index,
+    now: Timestamp,
+) -> Result<Decision, ReviewError> {
     if req.kind.group == crate::api::GROUP && req.kind.kind == "BudgetException" {
         return exception::validate(req, index.policy.as_ref(), now);
     }
@@ -226,7 +237,11 @@ pub fn decide(req: &AdmissionRequest, index: &Index, now: Timestamp) -> Result<D
         )));
         return Ok(d);
     };
-    let ns_meta = index.namespaces.get(&d.namespace).cloned().unwrap_or_default();
+    let ns_meta = index
+        .namespaces
+        .get(&d.namespace)
+        .cloned()
+        .unwrap_or_default();
     d.mode = ns_meta
         .enforcement
         .as_deref()
@@ -237,7 +252,8 @@ pub fn decide(req: &AdmissionRequest, index: &Index, now: Timestamp) -> Result<D
     let class = classify(old, new, index.revisions.get(&key).unwrap_or(&empty));
     d.class = Some(class);
     let labels = labels_of(new);
-    let progressive = ns_meta.progressive || labels.get(keys::PROGRESSIVE).is_some_and(|v| v == "true");
+    let progressive =
+        ns_meta.progressive || labels.get(keys::PROGRESSIVE).is_some_and(|v| v == "true");
     let ctx = Context {
         index,
         policy,
@@ -251,23 +267,27 @@ pub fn decide(req: &AdmissionRequest, index: &Index, now: Timestamp) -> Result<D
     let mut canary = None;
     if !class.is_gated() {
         d.reason = Reason::NotGated;
-        if class == ChangeClass::Rollback {
-            if let Some(freeze) = view.freeze(tier, policy) {
-                d.warnings.push(short(format!(
-                    "budgetgate: rollback of {key} let through despite the freeze ({})",
-                    freeze.short
-                )));
-            }
+        // Only enforce freezes anything; elsewhere the warning would be news of nothing.
+        if class == ChangeClass::Rollback
+            && d.mode == Enforcement::Enforce
+            && let Some(freeze) = view.freeze(tier, policy)
+        {
+            d.warnings.push(short(format!(
+                "budgetgate: rollback of {key} let through despite the freeze ({})",
+                freeze.short
+            )));
         }
     } else {
         canary = ctx.gate(&mut d, &view, progressive, new);
     }
     // Creation has no serving version to compare a canary against: it rolls out directly.
-    let canary = canary.filter(|_| class == ChangeClass::Rollout && d.allowed());
-    if d.mode == Enforcement::Enforce {
-        d.patch = patch::build(old, new, true, canary.as_ref());
-        d.canary = canary;
-    }
+    // Warn and dry-run write no plan; every mode protects budgetgate's own state (system
+    // annotations, the pause of a running canary), or a forged `history` written in dry-run
+    // would pass as a rollback once the namespace enforces.
+    let canary = canary
+        .filter(|_| class == ChangeClass::Rollout && d.allowed() && d.mode == Enforcement::Enforce);
+    d.patch = patch::build(old, new, true, canary.as_ref());
+    d.canary = canary;
     Ok(d)
 }
 
@@ -292,6 +312,9 @@ struct Context<'a> {
     labels: &'a BTreeMap<String, String>,
     now: Timestamp,
 }
+
+/// An exception in force: its name and spec.
+type ActiveException<'a> = Option<(String, &'a BudgetExceptionSpec)>;
 
 /// A reason to refuse, in a long form (denial message) and a short one (warnings).
 struct Refusal {
@@ -323,11 +346,14 @@ impl BudgetView {
     }
 
     fn freeze_with(&self, tier: &Tier, policy: &Policy, remaining: Option<f64>) -> Option<Refusal> {
-        if self.untrusted.is_some() || self.no_objectives {
+        if self.untrusted.is_some() {
             return None;
         }
-        let remaining = remaining?;
-        if tier.band_for(remaining) == BandLookup::Exhausted {
+        // A team without objectives has no budget of its own to exhaust, but the platform
+        // freeze still covers it: it freezes every team of the tier.
+        if let Some(remaining) =
+            remaining.filter(|r| !self.no_objectives && tier.band_for(*r) == BandLookup::Exhausted)
+        {
             let burn = self
                 .limiting_assessment
                 .as_ref()
@@ -343,33 +369,38 @@ impl BudgetView {
                 short: format!("budget exhausted, {} left", pct(remaining)),
             });
         }
-        if tier.freeze_on_page_burn {
-            if let Some((who, a)) = &self.paging {
-                return Some(Refusal {
-                    reason: Reason::Burning,
-                    long: format!(
-                        "{who} is burning its error budget at page level ({} firing{}) and the tier freezes on page burn",
-                        a.alerts.join(", "),
-                        text::burns(a)
-                    ),
-                    short: format!("{who} burning ({})", a.alerts.join(", ")),
-                });
-            }
+        let left = remaining.map_or_else(String::new, |r| {
+            format!("; {} has {} remaining", self.limiting, pct(r))
+        });
+        if tier.freeze_on_page_burn
+            && let Some((who, a)) = &self.paging
+        {
+            return Some(Refusal {
+                reason: Reason::Burning,
+                long: format!(
+                    "{who} is burning its error budget at page level ({} firing{}{left}), and the tier freezes on page burn",
+                    a.alerts.join(", "),
+                    text::burn_list(a)
+                ),
+                short: format!("{who} burning ({})", a.alerts.join(", ")),
+            });
         }
-        if policy.platform_freeze {
-            if let Some(p) = &self.platform {
-                if let Some(r) = p.remaining.filter(|r| tier.band_for(*r) == BandLookup::Exhausted) {
-                    return Some(Refusal {
-                        reason: Reason::PlatformFreeze,
-                        long: format!(
-                            "the platform budget of tier {} is exhausted ({} remaining) and platformFreeze is on",
-                            tier.name,
-                            pct(r)
-                        ),
-                        short: format!("platform {} budget exhausted", tier.name),
-                    });
-                }
-            }
+        if policy.platform_freeze
+            && let Some(r) = self
+                .platform
+                .as_ref()
+                .and_then(|p| p.remaining)
+                .filter(|r| tier.band_for(*r) == BandLookup::Exhausted)
+        {
+            return Some(Refusal {
+                reason: Reason::PlatformFreeze,
+                long: format!(
+                    "the platform budget of tier {} is exhausted ({} remaining{left}), and platformFreeze is on",
+                    tier.name,
+                    pct(r)
+                ),
+                short: format!("platform {} budget exhausted", tier.name),
+            });
         }
         None
     }
@@ -380,16 +411,16 @@ impl Context<'_> {
         let budgets = &self.index.budgets;
         let team_key = (self.team.to_owned(), self.tier.name.clone());
         let team = budgets.teams.get(&team_key);
+        // Keys sort by namespace first: the namespace's SLOs are one contiguous range.
         let selecting: Vec<&ObjectKey> = self
             .index
             .slos
-            .iter()
-            .filter(|(k, spec)| {
-                k.namespace == self.key.namespace
-                    && spec
-                        .deployment_selector
-                        .as_ref()
-                        .is_none_or(|s| selector::matches(s, self.labels))
+            .range(ObjectKey::new(&self.key.namespace, "")..)
+            .take_while(|(k, _)| k.namespace == self.key.namespace)
+            .filter(|(_, spec)| {
+                spec.deployment_selector
+                    .as_ref()
+                    .is_none_or(|s| selector::matches(s, self.labels))
             })
             .map(|(k, _)| k)
             .collect();
@@ -426,7 +457,9 @@ impl Context<'_> {
                 .map(|k| (format!("SLO {k}"), budgets.slos.get(k))),
         );
         for (who, assessment) in members {
-            let Some(a) = assessment.filter(|a| a.remaining.is_some() && a.state != crate::api::BudgetState::Unknown) else {
+            let Some(a) = assessment
+                .filter(|a| a.remaining.is_some() && a.state != crate::api::BudgetState::Unknown)
+            else {
                 view.untrusted = Some(format!("the budget of {who} is unknown (metrics missing)"));
                 return view;
             };
@@ -444,7 +477,13 @@ impl Context<'_> {
     }
 
     /// Steps 3–7 for a gated change. Returns the canary plan when one applies.
-    fn gate(&self, d: &mut Decision, view: &BudgetView, progressive: bool, new: &Value) -> Option<Canary> {
+    fn gate(
+        &self,
+        d: &mut Decision,
+        view: &BudgetView,
+        progressive: bool,
+        new: &Value,
+    ) -> Option<Canary> {
         let (override_, offset) = self.active_exceptions(d);
         let band_plan = |remaining: Option<f64>| -> (String, Plan) {
             let band = match remaining.map(|r| self.tier.band_for(r)) {
@@ -480,7 +519,7 @@ impl Context<'_> {
             match self.tier.on_stale {
                 OnStale::Allow => {
                     d.warnings.push(short(format!(
-                        "budgetgate: budget of {} unknown or stale; allowed by onStale=allow",
+                        "budgetgate: budget of team {} unknown or stale; allowed by onStale=allow",
                         self.team
                     )));
                     let band = band_plan(None);
@@ -498,6 +537,10 @@ impl Context<'_> {
             }
         }
         if view.no_objectives {
+            if let Some(refusal) = view.freeze_with(self.tier, self.policy, None) {
+                self.refuse(d, refusal);
+                return None;
+            }
             d.reason = Reason::NoObjectives;
             d.warnings.push(short(format!(
                 "budgetgate: team {} has no ServiceLevelObjective in tier {}; not gated",
@@ -525,12 +568,13 @@ impl Context<'_> {
             self.refuse(d, refusal);
             return None;
         }
-        let Some(BandLookup::Band(_, band)) = remaining.map(|r| self.tier.band_for(r)) else {
+        let Some((r, BandLookup::Band(_, band))) = remaining.map(|r| (r, self.tier.band_for(r)))
+        else {
             return None;
         };
         d.band = Some(band.name.clone());
         // 6. Cadence.
-        if let Some(refusal) = self.cadence(band) {
+        if let Some(refusal) = self.cadence(band, r) {
             self.refuse(d, refusal);
             return None;
         }
@@ -539,8 +583,11 @@ impl Context<'_> {
         canary((band.name.clone(), band.plan.clone()))
     }
 
-    fn cadence(&self, band: &crate::api::Band) -> Option<Refusal> {
-        let releases: Vec<_> = self.index.team_releases(self.team, &self.tier.name).collect();
+    fn cadence(&self, band: &crate::api::Band, remaining: f64) -> Option<Refusal> {
+        let releases: Vec<_> = self
+            .index
+            .team_releases(self.team, &self.tier.name)
+            .collect();
         if let Some(max) = band.max_concurrent_rollouts {
             let in_flight = releases
                 .iter()
@@ -553,10 +600,16 @@ impl Context<'_> {
                 return Some(Refusal {
                     reason: Reason::Concurrency,
                     long: format!(
-                        "team {} already has {in_flight} rollouts in flight in tier {}, and band {} allows {max} at a time; retry when one of them finishes",
-                        self.team, self.tier.name, band.name
+                        "team {} already has {in_flight} rollouts in flight in tier {}, and band {} ({} budget remaining) allows {max} at a time; retry when one of them finishes",
+                        self.team,
+                        self.tier.name,
+                        band.name,
+                        pct(remaining)
                     ),
-                    short: format!("{in_flight} rollouts in flight, band {} allows {max}", band.name),
+                    short: format!(
+                        "{in_flight} rollouts in flight, band {} allows {max}",
+                        band.name
+                    ),
                 });
             }
         }
@@ -566,15 +619,22 @@ impl Context<'_> {
                 .filter_map(|(k, r)| Some((r.created?, *k)))
                 .max_by_key(|(t, _)| *t);
             if let Some((created, release)) = newest {
-                let retry = created.saturating_add(min_interval.signed()).unwrap_or(created);
+                let retry = created
+                    .saturating_add(min_interval.signed())
+                    .unwrap_or(created);
                 if retry > self.now {
                     return Some(Refusal {
                         reason: Reason::MinInterval,
                         long: format!(
-                            "team {}'s last release {release} started at {created}, and band {} allows one release per {min_interval}; retry after {retry}",
-                            self.team, band.name
+                            "the last release of team {}, {release}, started at {created}, and band {} ({} budget remaining) allows one release per {min_interval}; retry after {retry}",
+                            self.team,
+                            band.name,
+                            pct(remaining)
                         ),
-                        short: format!("band {} allows one release per {min_interval}; retry after {retry}", band.name),
+                        short: format!(
+                            "band {} allows one release per {min_interval}; retry after {retry}",
+                            band.name
+                        ),
                     });
                 }
             }
@@ -585,7 +645,17 @@ impl Context<'_> {
     fn refuse(&self, d: &mut Decision, refusal: Refusal) {
         d.reason = refusal.reason;
         d.would_deny = true;
-        d.message = Some(text::denial(self.key, self.team, &self.tier.name, &refusal.long));
+        let what = match d.class {
+            Some(ChangeClass::Create) => "creation",
+            _ => "rollout",
+        };
+        d.message = Some(text::denial(
+            what,
+            self.key,
+            self.team,
+            &self.tier.name,
+            &refusal.long,
+        ));
         if d.mode == Enforcement::Warn {
             d.warnings.push(short(format!(
                 "budgetgate (warn mode) would deny {}: {}",
@@ -597,9 +667,9 @@ impl Context<'_> {
     /// The active exceptions matching the Deployment: the first override and the largest
     /// offset, by name. Expired ones, ones that do not match, and ones whose `maxRollouts`
     /// are used up are skipped (the last with a warning).
-    fn active_exceptions(&self, d: &mut Decision) -> (Option<(String, &BudgetExceptionSpec)>, Option<(String, &BudgetExceptionSpec)>) {
+    fn active_exceptions(&self, d: &mut Decision) -> (ActiveException<'_>, ActiveException<'_>) {
         let mut override_ = None;
-        let mut offset: Option<(String, &BudgetExceptionSpec)> = None;
+        let mut offset: ActiveException<'_> = None;
         for (k, spec) in &self.index.exceptions {
             if k.namespace != self.key.namespace
                 || spec.expires_at.0 <= self.now
@@ -614,7 +684,9 @@ impl Context<'_> {
                     .index
                     .releases
                     .iter()
-                    .filter(|(rk, r)| rk.namespace == k.namespace && r.exception.as_deref() == Some(&k.name))
+                    .filter(|(rk, r)| {
+                        rk.namespace == k.namespace && r.exception.as_deref() == Some(&k.name)
+                    })
                     .count();
                 if used >= max as usize {
                     d.warnings.push(short(format!(
@@ -625,7 +697,9 @@ impl Context<'_> {
                 }
             }
             match spec.kind {
-                ExceptionKind::Override if override_.is_none() => override_ = Some((k.name.clone(), spec)),
+                ExceptionKind::Override if override_.is_none() => {
+                    override_ = Some((k.name.clone(), spec))
+                }
                 ExceptionKind::Offset
                     if offset
                         .as_ref()

@@ -7,7 +7,10 @@ use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use serde_json::{Map, Value};
 
 fn pointer(key: &str) -> String {
-    format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1"))
+    format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )
 }
 
 fn annotations(workload: &Value) -> Option<&Map<String, Value>> {
@@ -31,6 +34,20 @@ pub fn build(old: Option<&Value>, new: &Value, restore: bool, canary: Option<&Ca
         }
     }
     let mut ops = Vec::new();
+    // A running canary keeps the Deployment paused: un-pausing it would skip the canary.
+    let canary_running = old.is_some_and(|o| {
+        o.pointer("/spec/paused") == Some(&Value::Bool(true))
+            && o.pointer("/metadata/annotations")
+                .and_then(|a| a.get(keys::STAGE))
+                .is_some()
+    });
+    if restore
+        && canary.is_none()
+        && canary_running
+        && new.pointer("/spec/paused") != Some(&Value::Bool(true))
+    {
+        ops.push(add("/spec/paused".into(), Value::Bool(true)));
+    }
     if let Some(c) = canary {
         for (key, value) in [
             (keys::REVISION, c.revision.clone()),
@@ -129,6 +146,20 @@ mod tests {
                 {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "aaaaaaaaaa"}
             ])
         );
+    }
+
+    #[test]
+    fn unpausing_a_running_canary_is_reverted() {
+        let old = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": true}});
+        let new = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": false}});
+        assert_eq!(
+            serde_json::to_value(build(Some(&old), &new, true, None)).unwrap(),
+            json!([{"op": "add", "path": "/spec/paused", "value": true}])
+        );
+        // Without a canary in progress, pausing is the user's business.
+        let old = json!({"metadata": {}, "spec": {"paused": true}});
+        let new = json!({"metadata": {}, "spec": {"paused": false}});
+        assert!(build(Some(&old), &new, true, None).0.is_empty());
     }
 
     #[test]

@@ -185,7 +185,9 @@ mod tests {
         let e = parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"PATCHUP"}}"#)
             .unwrap_err();
         assert!(
-            e.to_string().starts_with("not an AdmissionReview: request.operation: unknown variant `PATCHUP`"),
+            e.to_string().starts_with(
+                "not an AdmissionReview: request.operation: unknown variant `PATCHUP`"
+            ),
             "{e}"
         );
     }
@@ -195,14 +197,16 @@ mod tests {
         let e = parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"Adm"#).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "not an AdmissionReview: kind: EOF while parsing a string at line 1 column 48"
+            "not an AdmissionReview: kind: EOF while parsing a string at line 1 column 47"
         );
     }
 
     #[test]
     fn wrong_api_version_is_rejected() {
-        let e = parse_review(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":null}"#)
-            .unwrap_err();
+        let e = parse_review(
+            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":null}"#,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "not an AdmissionReview: expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got admission.k8s.io/v1beta1 AdmissionReview"
@@ -212,7 +216,10 @@ mod tests {
     #[test]
     fn oversized_review_is_rejected_before_parsing() {
         let big = vec![b' '; MAX_REVIEW_BYTES + 1];
-        assert_eq!(parse_review(&big), Err(ReviewError::TooLarge(MAX_REVIEW_BYTES + 1)));
+        assert_eq!(
+            parse_review(&big),
+            Err(ReviewError::TooLarge(MAX_REVIEW_BYTES + 1))
+        );
     }
 
     #[test]

@@ -22,12 +22,16 @@ pub fn pct(fraction: f64) -> String {
     format!("{value:.1}%")
 }
 
-/// ` (burn 1h 20.1x, 6h 3.2x)` for the windows known, or nothing.
-pub fn burns(a: &Assessment) -> String {
-    let parts: Vec<String> = [("5m", 300), ("1h", 3_600), ("6h", 21_600)]
+fn burn_parts(a: &Assessment) -> Vec<String> {
+    [("5m", 300), ("1h", 3_600), ("6h", 21_600)]
         .iter()
         .filter_map(|(label, secs)| a.burn_rate(*secs).map(|b| format!("{label} {b:.1}x")))
-        .collect();
+        .collect()
+}
+
+/// ` (burn 5m 2.1x, 1h 1.5x, 6h 0.9x)` for the windows known, or nothing.
+pub fn burns(a: &Assessment) -> String {
+    let parts = burn_parts(a);
     if parts.is_empty() {
         String::new()
     } else {
@@ -35,9 +39,20 @@ pub fn burns(a: &Assessment) -> String {
     }
 }
 
-pub fn denial(key: &ObjectKey, team: &str, tier: &str, why: &str) -> String {
+/// `, burn 5m 20.0x, 1h 20.0x` for the windows known, or nothing.
+pub fn burn_list(a: &Assessment) -> String {
+    let parts = burn_parts(a);
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", burn {}", parts.join(", "))
+    }
+}
+
+/// `what` is `rollout` or `creation`.
+pub fn denial(what: &str, key: &ObjectKey, team: &str, tier: &str, why: &str) -> String {
     format!(
-        "budgetgate denied the rollout of deployment {key} (team {team}, tier {tier}): {why}. \
+        "budgetgate denied the {what} of deployment {key} (team {team}, tier {tier}): {why}. \
          Still allowed: rolling back to a previous revision, and scaling. \
          To ship anyway, ask a platform approver for a BudgetException selecting this Deployment in namespace {}.",
         key.namespace
