@@ -38,6 +38,13 @@ fn decision(c: &mut Criterion) {
     let (index, _) = load::load_state(samples(), &samples().join("budgets.json")).unwrap();
     let now = "2026-11-29T10:00:00Z".parse().unwrap();
     let bytes = six_kb_review();
+    c.bench_function("parse_6kb_review", |b| {
+        b.iter(|| parse_review(black_box(&bytes)).unwrap())
+    });
+    let request = parse_review(&bytes).unwrap();
+    c.bench_function("decide_only", |b| {
+        b.iter(|| decide(black_box(&request), &index, now).unwrap())
+    });
     c.bench_function("decision_6kb_review_parse_decide_patch", |b| {
         b.iter(|| {
             let request = parse_review(black_box(&bytes)).unwrap();

@@ -2,7 +2,7 @@
 //! Appendix A "Revision hash").
 
 use crate::api::keys;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
@@ -57,30 +57,100 @@ pub fn comparable_template(workload: &Value) -> Value {
 /// First 10 hex digits of the SHA-256 of the template serialized with keys sorted
 /// recursively, no whitespace, UTF-8 unescaped.
 pub fn revision_hash(template: &Value) -> String {
-    let canonical = serde_json::to_string(&sorted(template)).unwrap_or_default();
-    let digest = Sha256::digest(canonical.as_bytes());
+    hash_canonical(template, false)
+}
+
+/// The revision hash of a Deployment's or ReplicaSet's pod template (the
+/// `pod-template-hash` label left out), streamed without copying the template.
+pub fn workload_revision(workload: &Value) -> String {
+    hash_canonical(
+        workload.pointer("/spec/template").unwrap_or(&Value::Null),
+        true,
+    )
+}
+
+fn hash_canonical(template: &Value, skip_pod_template_hash: bool) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    let canonical = Canonical {
+        value: template,
+        depth: Depth::Template,
+        skip_pod_template_hash,
+    };
+    // Writing JSON values into a hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hasher, &canonical);
+    let digest = hasher.0.finalize();
     digest[..5].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The revision hash of a Deployment's or ReplicaSet's pod template.
-pub fn workload_revision(workload: &Value) -> String {
-    revision_hash(&comparable_template(workload))
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), sorted(v)))
-                    .collect::<Map<String, Value>>(),
-            )
+/// Where in the template a value sits: only `metadata.labels` of the template itself
+/// may hold the label to skip.
+#[derive(Clone, Copy, PartialEq)]
+enum Depth {
+    Template,
+    Metadata,
+    Labels,
+    Other,
+}
+
+/// Serializes a JSON value with object keys sorted, whatever order the map keeps.
+struct Canonical<'a> {
+    value: &'a Value,
+    depth: Depth,
+    skip_pod_template_hash: bool,
+}
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let child = |value, depth| Canonical {
+            value,
+            depth,
+            skip_pod_template_hash: self.skip_pod_template_hash,
+        };
+        match self.value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map
+                    .iter()
+                    .filter(|(k, _)| {
+                        !(self.skip_pod_template_hash
+                            && self.depth == Depth::Labels
+                            && k.as_str() == keys::POD_TEMPLATE_HASH)
+                    })
+                    .collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    let depth = match (self.depth, k.as_str()) {
+                        (Depth::Template, "metadata") => Depth::Metadata,
+                        (Depth::Metadata, "labels") => Depth::Labels,
+                        _ => Depth::Other,
+                    };
+                    out.serialize_entry(k, &child(v, depth))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&child(item, Depth::Other))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
         }
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
     }
 }
 
@@ -107,31 +177,63 @@ pub fn annotation<'a>(workload: &'a Value, key: &str) -> Option<&'a str> {
 /// Classifies a write. `old` is `None` on CREATE; `served` holds the revisions of the
 /// ReplicaSets the Deployment owns.
 pub fn classify(old: Option<&Value>, new: &Value, served: &BTreeSet<String>) -> ChangeClass {
-    let Some(old) = old else {
-        return ChangeClass::Create;
-    };
-    let new_template = comparable_template(new);
-    if comparable_template(old) != new_template {
-        let revision = revision_hash(&new_template);
-        if served.contains(&revision) || history(old).contains(&revision) {
-            return ChangeClass::Rollback;
-        }
-        return ChangeClass::Rollout;
+    classify_revision(old, new, served).0
+}
+
+/// Whether the pod templates differ, ignoring a `pod-template-hash` label.
+fn templates_differ(old: &Value, new: &Value) -> bool {
+    let (a, b) = (old.pointer("/spec/template"), new.pointer("/spec/template"));
+    if a == b {
+        return false;
     }
-    let spec_without = |w: &Value, field: &str| {
-        let mut spec = w.get("spec").cloned().unwrap_or(Value::Null);
-        if let Some(map) = spec.as_object_mut() {
-            map.remove("template");
-            map.remove(field);
-        }
-        spec
+    let has_hash = |t: Option<&Value>| {
+        t.and_then(|t| t.pointer("/metadata/labels"))
+            .and_then(|l| l.get(keys::POD_TEMPLATE_HASH))
+            .is_some()
     };
+    if !has_hash(a) && !has_hash(b) {
+        return true;
+    }
+    comparable_template(old) != comparable_template(new)
+}
+
+/// [`classify`], with the new template's revision hash when the template changed (it is
+/// computed once, and the canary plan needs it too).
+pub fn classify_revision(
+    old: Option<&Value>,
+    new: &Value,
+    served: &BTreeSet<String>,
+) -> (ChangeClass, Option<String>) {
+    let Some(old) = old else {
+        return (ChangeClass::Create, None);
+    };
+    if templates_differ(old, new) {
+        let revision = workload_revision(new);
+        let class = if served.contains(&revision) || history(old).contains(&revision) {
+            ChangeClass::Rollback
+        } else {
+            ChangeClass::Rollout
+        };
+        return (class, Some(revision));
+    }
     let replicas_changed = old.pointer("/spec/replicas") != new.pointer("/spec/replicas");
-    if replicas_changed && spec_without(old, "replicas") == spec_without(new, "replicas") {
+    let (empty, old_spec, new_spec) = (
+        serde_json::Map::new(),
+        old.get("spec").and_then(Value::as_object),
+        new.get("spec").and_then(Value::as_object),
+    );
+    let (old_spec, new_spec) = (old_spec.unwrap_or(&empty), new_spec.unwrap_or(&empty));
+    let only_replicas = old_spec
+        .keys()
+        .chain(new_spec.keys())
+        .filter(|k| !matches!(k.as_str(), "template" | "replicas"))
+        .all(|k| old_spec.get(k) == new_spec.get(k));
+    let class = if replicas_changed && only_replicas {
         ChangeClass::Scale
     } else {
         ChangeClass::Metadata
-    }
+    };
+    (class, None)
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ mod text;
 pub use text::pct as text_pct;
 
 pub use classify::{
-    ChangeClass, annotation, classify, comparable_template, history, revision_hash,
-    workload_revision,
+    ChangeClass, annotation, classify, classify_revision, comparable_template, history,
+    revision_hash, workload_revision,
 };
 pub use review::{AdmissionRequest, AdmissionResponse, Operation, ReviewError, parse_review};
 
@@ -249,7 +249,8 @@ pub fn decide(
         .unwrap_or(tier.enforcement);
     let key = ObjectKey::new(&d.namespace, &d.name);
     let empty = Default::default();
-    let class = classify(old, new, index.revisions.get(&key).unwrap_or(&empty));
+    let (class, revision) =
+        classify_revision(old, new, index.revisions.get(&key).unwrap_or(&empty));
     d.class = Some(class);
     let labels = labels_of(new);
     let progressive =
@@ -278,7 +279,8 @@ pub fn decide(
             )));
         }
     } else {
-        canary = ctx.gate(&mut d, &view, progressive, new);
+        let revision = revision.unwrap_or_else(|| workload_revision(new));
+        canary = ctx.gate(&mut d, &view, progressive, &revision);
     }
     // Creation has no serving version to compare a canary against: it rolls out directly.
     // Warn and dry-run write no plan; every mode protects budgetgate's own state (system
@@ -324,7 +326,7 @@ struct Refusal {
 }
 
 /// What the budgets say about one Deployment.
-struct BudgetView {
+struct BudgetView<'a> {
     /// Why the data cannot be trusted (stale or unknown); `None` = fresh and known.
     untrusted: Option<String>,
     /// The team has no objectives in the tier (and none select the Deployment).
@@ -333,13 +335,13 @@ struct BudgetView {
     remaining: Option<f64>,
     /// Who holds that remaining budget: `team payments` or `SLO shop/checkout-availability`.
     limiting: String,
-    limiting_assessment: Option<Assessment>,
+    limiting_assessment: Option<&'a Assessment>,
     /// A page alert firing on the team or a selecting SLO: who, which alert, its burn.
-    paging: Option<(String, Assessment)>,
-    platform: Option<Assessment>,
+    paging: Option<(String, &'a Assessment)>,
+    platform: Option<&'a Assessment>,
 }
 
-impl BudgetView {
+impl BudgetView<'_> {
     /// The freeze in force, if any: exhaustion, page burn or platform freeze.
     fn freeze(&self, tier: &Tier, policy: &Policy) -> Option<Refusal> {
         self.freeze_with(tier, policy, self.remaining)
@@ -356,7 +358,6 @@ impl BudgetView {
         {
             let burn = self
                 .limiting_assessment
-                .as_ref()
                 .map(text::burns)
                 .unwrap_or_default();
             return Some(Refusal {
@@ -388,7 +389,6 @@ impl BudgetView {
         if policy.platform_freeze
             && let Some(r) = self
                 .platform
-                .as_ref()
                 .and_then(|p| p.remaining)
                 .filter(|r| tier.band_for(*r) == BandLookup::Exhausted)
         {
@@ -407,7 +407,7 @@ impl BudgetView {
 }
 
 impl Context<'_> {
-    fn budget_view(&self) -> BudgetView {
+    fn budget_view(&self) -> BudgetView<'_> {
         let budgets = &self.index.budgets;
         let team_key = (self.team.to_owned(), self.tier.name.clone());
         let team = budgets.teams.get(&team_key);
@@ -431,7 +431,7 @@ impl Context<'_> {
             limiting: format!("team {}", self.team),
             limiting_assessment: None,
             paging: None,
-            platform: budgets.platform.get(&self.tier.name).cloned(),
+            platform: budgets.platform.get(&self.tier.name),
         };
         let Some(evaluated_at) = budgets.evaluated_at else {
             view.untrusted = Some("no budget data has been loaded".into());
@@ -467,10 +467,10 @@ impl Context<'_> {
             if view.remaining.is_none_or(|min| r < min) {
                 view.remaining = Some(r);
                 view.limiting = who.clone();
-                view.limiting_assessment = Some(a.clone());
+                view.limiting_assessment = Some(a);
             }
             if a.paging && view.paging.is_none() {
-                view.paging = Some((who, a.clone()));
+                view.paging = Some((who, a));
             }
         }
         view
@@ -482,7 +482,7 @@ impl Context<'_> {
         d: &mut Decision,
         view: &BudgetView,
         progressive: bool,
-        new: &Value,
+        revision: &str,
     ) -> Option<Canary> {
         let (override_, offset) = self.active_exceptions(d);
         let band_plan = |remaining: Option<f64>| -> (String, Plan) {
@@ -496,7 +496,7 @@ impl Context<'_> {
             progressive.then(|| Canary {
                 band: band.0,
                 plan: band.1,
-                revision: workload_revision(new),
+                revision: revision.to_owned(),
             })
         };
         // 3. An approved override beats stale data and an empty budget.

@@ -84,16 +84,11 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     if bytes.len() > MAX_REVIEW_BYTES {
         return Err(ReviewError::TooLarge(bytes.len()));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let review: ReviewIn = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ReviewError::Malformed(inner.to_string())
-        } else {
-            ReviewError::Malformed(format!("{path}: {inner}"))
-        }
-    })?;
+    // Fast path without path tracking; a failure is parsed again to say where.
+    let review: ReviewIn = match serde_json::from_slice(bytes) {
+        Ok(review) => review,
+        Err(_) => return Err(explain(bytes)),
+    };
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(ReviewError::Malformed(format!(
             "expected apiVersion {API_VERSION} kind {KIND}, got {} {}",
@@ -103,6 +98,24 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     review
         .request
         .ok_or_else(|| ReviewError::Malformed("request: missing".into()))
+}
+
+/// The error of a review that failed to parse, with the field path.
+fn explain(bytes: &[u8]) -> ReviewError {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let result: Result<ReviewIn, _> = serde_path_to_error::deserialize(de);
+    let Err(e) = result else {
+        return ReviewError::Malformed("unparseable".into());
+    };
+    {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ReviewError::Malformed(inner.to_string())
+        } else {
+            ReviewError::Malformed(format!("{path}: {inner}"))
+        }
+    }
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
