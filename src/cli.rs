@@ -64,6 +64,22 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
         budgetgate status --policy manifests/samples --budgets manifests/samples/budgets.json -o table")]
     Status(StatusArgs),
+    /// Serve the admission webhook over TLS (file mode or cluster mode).
+    #[command(after_help = "Examples:\n  \
+        budgetgate certs --out /tmp/bg-certs --dns localhost --ip 127.0.0.1\n  \
+        budgetgate webhook --policy manifests/samples --budgets manifests/samples/budgets.json \\\n      \
+        --tls-cert-file /tmp/bg-certs/tls.crt --tls-key-file /tmp/bg-certs/tls.key \\\n      \
+        --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9090\n\n\
+        With --policy and --budgets it answers from those files and re-reads them when they\n\
+        change; without them it watches the cluster (in-cluster or --kubeconfig). POST /validate\n\
+        and /mutate take AdmissionReview v1; GET /healthz, /readyz; GET /metrics on --metrics-listen.")]
+    Webhook(WebhookArgs),
+    /// Make a CA and a serving certificate for the webhook, and print the caBundle.
+    #[command(after_help = "Example:\n  \
+        budgetgate certs --out certs/dev --dns budgetgate.budgetgate-system.svc --ip 127.0.0.1\n\n\
+        Writes ca.crt, tls.crt (with the CA appended) and tls.key (mode 0600) into --out and prints\n\
+        the base64 caBundle for the webhook configurations.")]
+    Certs(CertsArgs),
     /// Print the CustomResourceDefinitions of the budgetgate.dev resources as YAML.
     #[command(
         after_help = "Example:\n  budgetgate crds > manifests/crds/crds.yaml\n  budgetgate crds | kubectl apply -f -"
@@ -113,6 +129,65 @@ pub struct EvaluateArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct WebhookArgs {
+    /// File mode: the policy file or directory (with --budgets). Without it: cluster mode.
+    #[arg(long, env = "BUDGETGATE_POLICY", requires = "budgets")]
+    pub policy: Option<PathBuf>,
+    /// File mode: the BudgetSnapshot file (with --policy).
+    #[arg(long, env = "BUDGETGATE_BUDGETS", requires = "policy")]
+    pub budgets: Option<PathBuf>,
+    /// Cluster mode: kubeconfig to use instead of the in-cluster configuration.
+    #[arg(long, env = "KUBECONFIG", conflicts_with = "policy")]
+    pub kubeconfig: Option<PathBuf>,
+    /// PEM certificate chain served; re-read when it changes.
+    #[arg(long, env = "BUDGETGATE_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+    /// PEM private key of the certificate; re-read when it changes.
+    #[arg(long, env = "BUDGETGATE_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+    /// Address of the TLS admission server.
+    #[arg(long, env = "BUDGETGATE_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: std::net::SocketAddr,
+    /// Address of the plain-HTTP metrics server (GET /metrics).
+    #[arg(
+        long,
+        env = "BUDGETGATE_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: std::net::SocketAddr,
+    /// How often policy, budget and certificate files are checked for changes.
+    #[arg(long, env = "BUDGETGATE_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub reload_interval: api::Duration,
+    /// Answer as of this RFC 3339 time instead of the clock (tests and demos).
+    #[arg(long, env = "BUDGETGATE_NOW")]
+    pub now: Option<String>,
+    /// Worker threads of the server (default: one per core).
+    #[arg(long, env = "BUDGETGATE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Also serve POST /bare, which reads the body and returns a fixed answer: the floor of
+    /// this server stack, for load benchmarks.
+    #[arg(long, hide = true)]
+    pub bare_endpoint: bool,
+}
+
+fn parse_duration(text: &str) -> Result<api::Duration, String> {
+    api::Duration::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CertsArgs {
+    /// Directory for ca.crt, tls.crt and tls.key.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// DNS names of the serving certificate (e.g. budgetgate.budgetgate-system.svc).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// IP addresses of the serving certificate (e.g. 127.0.0.1).
+    #[arg(long)]
+    pub ip: Vec<std::net::IpAddr>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub state: StateArgs,
@@ -136,6 +211,7 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Plain => builder.without_time().with_target(false).try_init(),
@@ -149,6 +225,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Evaluate(args) => evaluate(&args),
         Command::Status(args) => status_cmd(&args),
         Command::Crds => crds().map(|()| true),
+        Command::Certs(args) => certs(&args).map(|()| true),
+        Command::Webhook(args) => return webhook(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -376,6 +454,163 @@ fn status_cmd(args: &StatusArgs) -> Result<bool, BadInput> {
         Output::Table => print!("{}", status::table(&report)),
     }
     Ok(true)
+}
+
+fn certs(args: &CertsArgs) -> Result<(), BadInput> {
+    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let issued = crate::certs::issue(&args.out, &args.dns, &args.ip, today)
+        .map_err(|e| BadInput(e.to_string()))?;
+    eprintln!(
+        "wrote {}, {} and {}; the caBundle for the webhook configurations:",
+        issued.ca_cert.display(),
+        issued.cert.display(),
+        issued.key.display()
+    );
+    println!("{}", issued.ca_bundle);
+    Ok(())
+}
+
+/// Runs the webhook until SIGTERM or SIGINT. Exit 2 when it cannot start.
+fn webhook(args: WebhookArgs) -> ExitCode {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve_webhook(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve_webhook(args: WebhookArgs) -> anyhow::Result<()> {
+    use crate::source;
+    use crate::webhook::{Shared, server, tls};
+    use anyhow::Context;
+    use std::sync::Arc;
+
+    let cert = Arc::new(tls::ReloadingCert::load(tls::CertFiles {
+        cert: args.tls_cert_file.clone(),
+        key: args.tls_key_file.clone(),
+    })?);
+    let tls_config = Arc::new(tls::server_config(cert.clone())?);
+    let clock = match &args.now {
+        Some(text) => {
+            crate::clock::Clock::Fixed(load::parse_now(text).map_err(anyhow::Error::msg)?)
+        }
+        None => crate::clock::Clock::System,
+    };
+    let shared = Shared::new(args.bare_endpoint, clock);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let interval = std::time::Duration::from_secs(args.reload_interval.seconds());
+
+    match (&args.policy, &args.budgets) {
+        (Some(policy), Some(budgets)) => {
+            // Fail fast on a bad start: there is no last good state to keep.
+            let mut files = source::file::FileSource::new(policy.clone(), budgets.clone());
+            let index = files.reload()?.context("no state loaded")?;
+            shared.publish(index);
+            tokio::spawn(source::file::watch(
+                files,
+                shared.clone(),
+                interval,
+                stop_rx.clone(),
+            ));
+            tracing::info!(policy = %policy.display(), budgets = %budgets.display(), "file mode");
+        }
+        _ => {
+            let client = source::cluster::client(args.kubeconfig.as_deref())
+                .await
+                .context("cannot reach the cluster (set --kubeconfig, or use --policy and --budgets for file mode)")?;
+            tokio::spawn(source::cluster::watch(
+                client,
+                shared.clone(),
+                stop_rx.clone(),
+            ));
+            tracing::info!("cluster mode: watching the apiserver");
+        }
+    }
+
+    // Certificates: re-read every interval; a bad new pair keeps the old one.
+    {
+        let (cert, shared, stop) = (
+            cert.clone(),
+            shared.clone(),
+            source::stopped(stop_rx.clone()),
+        );
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = &mut stop => return,
+                }
+                match cert.reload() {
+                    Ok(true) => tracing::info!("serving a new TLS certificate"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "certificate reload failed; still serving the previous one");
+                        shared
+                            .metrics
+                            .reload_errors
+                            .get_or_create(&crate::webhook::metrics::SourceLabel {
+                                source: "certificate",
+                            })
+                            .inc();
+                    }
+                }
+            }
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+    tracing::info!(listen = %listener.local_addr()?, metrics = %metrics_listener.local_addr()?, "serving admission reviews");
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested");
+        let _ = stop_tx.send(true);
+    });
+    let metrics = tokio::spawn(server::serve_metrics(
+        metrics_listener,
+        shared.clone(),
+        source::stopped(stop_rx.clone()),
+    ));
+    server::serve_tls(listener, tls_config, shared, source::stopped(stop_rx)).await;
+    let _ = metrics.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// The CRDs as one multi-document YAML stream.

@@ -8,12 +8,16 @@
 
 pub mod api;
 pub mod budget;
+pub mod certs;
 pub mod cli;
+pub mod clock;
 pub mod decision;
 pub mod index;
 pub mod load;
 pub mod policy;
 pub mod selector;
 pub mod snapshot;
+pub mod source;
 pub mod status;
 pub mod table;
+pub mod webhook;

@@ -23,7 +23,8 @@ pub use duration::{Duration, DurationError};
 pub use exception::{BudgetException, BudgetExceptionSpec, BudgetExceptionStatus, ExceptionKind};
 pub use policy::{
     AlertWindow, Band, CalendarPeriod, CanarySpec, Enforcement, ExceptionRules, OnStale, Plan,
-    ReliabilityPolicy, ReliabilityPolicySpec, ReliabilityPolicyStatus, Severity, TierSpec, Window,
+    PlatformBudget, ReliabilityPolicy, ReliabilityPolicySpec, ReliabilityPolicyStatus, Severity,
+    TierSpec, Window,
 };
 pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};
 pub use slo::{

@@ -1,0 +1,404 @@
+//! Cluster mode: watches on Namespaces, ReliabilityPolicies, ServiceLevelObjectives,
+//! TeamBudgets, BudgetExceptions, Releases and ReplicaSets (of which only the template
+//! revision and owner are kept) feed one store; each batch of events publishes a new
+//! index. Budgets come from the statuses the controller writes.
+
+use super::Shutdown;
+use crate::api::{
+    BudgetException, BudgetState, Duration, Release, ReliabilityPolicy, ServiceLevelObjective,
+    Severity, TeamBudget, Timestamp,
+};
+use crate::budget::Assessment;
+use crate::decision::workload_revision;
+use crate::index::{Budgets, Index, NamespaceMeta, ObjectKey, ReleaseEntry};
+use crate::policy::Policy;
+use crate::webhook::Shared;
+use crate::webhook::metrics::SourceLabel;
+use futures_util::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One watched kind: the live objects and, during a relist, the objects seen so far.
+struct Kind<V> {
+    live: BTreeMap<ObjectKey, V>,
+    pending: Option<BTreeMap<ObjectKey, V>>,
+    synced: bool,
+}
+
+impl<V> Default for Kind<V> {
+    fn default() -> Self {
+        Kind {
+            live: BTreeMap::new(),
+            pending: None,
+            synced: false,
+        }
+    }
+}
+
+impl<V> Kind<V> {
+    /// Applies a watch event; `convert` turns an object into what is kept (or nothing).
+    fn apply<K: Resource>(&mut self, event: Event<K>, convert: impl Fn(&K) -> Option<V>) {
+        let key = |o: &K| {
+            ObjectKey::new(
+                o.meta().namespace.clone().unwrap_or_default(),
+                o.meta().name.clone().unwrap_or_default(),
+            )
+        };
+        match event {
+            Event::Init => self.pending = Some(BTreeMap::new()),
+            Event::InitApply(o) => {
+                if let (Some(pending), Some(v)) = (self.pending.as_mut(), convert(&o)) {
+                    pending.insert(key(&o), v);
+                }
+            }
+            Event::InitDone => {
+                if let Some(pending) = self.pending.take() {
+                    self.live = pending;
+                }
+                self.synced = true;
+            }
+            Event::Apply(o) => match convert(&o) {
+                Some(v) => {
+                    self.live.insert(key(&o), v);
+                }
+                None => {
+                    self.live.remove(&key(&o));
+                }
+            },
+            Event::Delete(o) => {
+                self.live.remove(&key(&o));
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Store {
+    namespaces: Kind<NamespaceMeta>,
+    policies: Kind<ReliabilityPolicy>,
+    slos: Kind<ServiceLevelObjective>,
+    team_budgets: Kind<TeamBudget>,
+    exceptions: Kind<BudgetException>,
+    releases: Kind<ReleaseEntry>,
+    /// (owning Deployment, template revision) per ReplicaSet.
+    replica_sets: Kind<(String, String)>,
+}
+
+// Events are moved once from the watch into the store; boxing them would only add an
+// allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Watched {
+    Namespace(Event<Namespace>),
+    Policy(Event<ReliabilityPolicy>),
+    Slo(Event<ServiceLevelObjective>),
+    TeamBudget(Event<TeamBudget>),
+    Exception(Event<BudgetException>),
+    Release(Event<Release>),
+    ReplicaSet(Event<ReplicaSet>),
+}
+
+impl Store {
+    fn apply(&mut self, event: Watched) {
+        match event {
+            Watched::Namespace(e) => self.namespaces.apply(e, |ns: &Namespace| {
+                Some(NamespaceMeta::from_labels(ns.labels()))
+            }),
+            Watched::Policy(e) => self
+                .policies
+                .apply(e, |p: &ReliabilityPolicy| Some(p.clone())),
+            Watched::Slo(e) => self
+                .slos
+                .apply(e, |s: &ServiceLevelObjective| Some(s.clone())),
+            Watched::TeamBudget(e) => self.team_budgets.apply(e, |t: &TeamBudget| Some(t.clone())),
+            Watched::Exception(e) => self
+                .exceptions
+                .apply(e, |x: &BudgetException| Some(x.clone())),
+            Watched::Release(e) => self.releases.apply(e, |r: &Release| {
+                Some(ReleaseEntry {
+                    deployment: r.spec.deployment.clone(),
+                    created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    phase: r.status.as_ref().and_then(|s| s.phase),
+                    exception: r.spec.exception.clone(),
+                })
+            }),
+            Watched::ReplicaSet(e) => self.replica_sets.apply(e, |rs: &ReplicaSet| {
+                let owner = rs
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.kind == "Deployment" && o.controller == Some(true))?;
+                // Only the revision is kept: the template itself can be large.
+                let value = serde_json::to_value(rs).ok()?;
+                Some((owner.name.clone(), workload_revision(&value)))
+            }),
+        }
+    }
+
+    fn synced(&self) -> bool {
+        self.namespaces.synced
+            && self.policies.synced
+            && self.slos.synced
+            && self.team_budgets.synced
+            && self.exceptions.synced
+            && self.releases.synced
+            && self.replica_sets.synced
+    }
+
+    /// The policy in force: the one named `platform`, else the only one. A policy that
+    /// fails validation is logged and ignored (the webhook then fails open).
+    fn policy(&self) -> Option<(Policy, &ReliabilityPolicy)> {
+        let chosen = self
+            .policies
+            .live
+            .iter()
+            .find(|(k, _)| k.name == "platform")
+            .or_else(|| {
+                (self.policies.live.len() == 1)
+                    .then(|| self.policies.live.iter().next())
+                    .flatten()
+            })?
+            .1;
+        match Policy::from_spec(&chosen.spec) {
+            Ok(policy) => Some((policy, chosen)),
+            Err(e) => {
+                tracing::error!(policy = %chosen.name_any(), error = %e, "invalid ReliabilityPolicy ignored");
+                None
+            }
+        }
+    }
+
+    fn index(&self) -> Index {
+        let policy = self.policy();
+        let namespaces: BTreeMap<String, NamespaceMeta> = self
+            .namespaces
+            .live
+            .iter()
+            .map(|(k, v)| (k.name.clone(), v.clone()))
+            .collect();
+        let mut revisions: BTreeMap<ObjectKey, std::collections::BTreeSet<String>> =
+            BTreeMap::new();
+        for (key, (owner, revision)) in &self.replica_sets.live {
+            revisions
+                .entry(ObjectKey::new(&key.namespace, owner))
+                .or_default()
+                .insert(revision.clone());
+        }
+        let budgets = policy
+            .as_ref()
+            .map(|(p, object)| self.budgets(p, object, &namespaces))
+            .unwrap_or_default();
+        Index {
+            policy: policy.map(|(p, _)| p),
+            namespaces,
+            slos: self
+                .slos
+                .live
+                .iter()
+                .map(|(k, s)| (k.clone(), s.spec.clone()))
+                .collect(),
+            exceptions: self
+                .exceptions
+                .live
+                .iter()
+                .map(|(k, x)| (k.clone(), x.spec.clone()))
+                .collect(),
+            releases: self.releases.live.clone(),
+            revisions,
+            deployments: BTreeMap::new(),
+            budgets,
+        }
+    }
+
+    /// Budgets as the controller last published them in the statuses.
+    fn budgets(
+        &self,
+        policy: &Policy,
+        object: &ReliabilityPolicy,
+        namespaces: &BTreeMap<String, NamespaceMeta>,
+    ) -> Budgets {
+        let mut budgets = Budgets::default();
+        let mut oldest: Option<Timestamp> = None;
+        let tier_of = |namespace: &str| {
+            namespaces
+                .get(namespace)
+                .and_then(|m| m.tier.clone())
+                .unwrap_or_else(|| policy.default_tier.clone())
+        };
+        for (key, slo) in &self.slos.live {
+            let Some(status) = &slo.status else { continue };
+            let Some(at) = status.evaluated_at.as_ref().map(|t| t.0) else {
+                continue;
+            };
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            let assessment = assessment(
+                policy,
+                &tier_of(&key.namespace),
+                status.remaining,
+                &status.burn_rates,
+                &status.alerts,
+                status.band.clone(),
+                status.state,
+                status.exhausts_at.as_ref().map(|t| t.0),
+            );
+            budgets.slos.insert(key.clone(), assessment);
+        }
+        for team_budget in self.team_budgets.live.values() {
+            let Some(status) = &team_budget.status else {
+                continue;
+            };
+            for tier in &status.tiers {
+                let assessment = assessment(
+                    policy,
+                    &tier.tier,
+                    tier.remaining,
+                    &tier.burn_rates,
+                    &[],
+                    tier.band.clone(),
+                    tier.state,
+                    None,
+                );
+                budgets.teams.insert(
+                    (team_budget.spec.team.clone(), tier.tier.clone()),
+                    assessment,
+                );
+            }
+        }
+        if let Some(status) = &object.status {
+            for p in &status.platform {
+                let assessment = assessment(
+                    policy,
+                    &p.tier,
+                    p.remaining,
+                    &BTreeMap::new(),
+                    &[],
+                    p.band.clone(),
+                    p.state,
+                    None,
+                );
+                budgets.platform.insert(p.tier.clone(), assessment);
+            }
+        }
+        budgets.evaluated_at = oldest;
+        budgets
+    }
+}
+
+/// An assessment from a published status. `paging` is recovered from the names of the
+/// firing alerts and the tier's alert windows.
+#[allow(clippy::too_many_arguments)]
+fn assessment(
+    policy: &Policy,
+    tier: &str,
+    remaining: Option<f64>,
+    burn_rates: &BTreeMap<String, f64>,
+    alerts: &[String],
+    band: Option<String>,
+    state: Option<BudgetState>,
+    exhausts_at: Option<Timestamp>,
+) -> Assessment {
+    let paging = policy.tier(tier).is_some_and(|t| {
+        t.alert_windows
+            .iter()
+            .any(|w| w.severity == Severity::Page && alerts.contains(&w.name))
+    }) || state == Some(BudgetState::Burning);
+    Assessment {
+        remaining,
+        burn_rates: burn_rates
+            .iter()
+            .filter_map(|(k, v)| Some((Duration::parse(k).ok()?, Some(*v))))
+            .collect(),
+        alerts: alerts.to_vec(),
+        paging,
+        band,
+        state: state.unwrap_or(BudgetState::Unknown),
+        exhausts_at,
+    }
+}
+
+/// Builds a client from `--kubeconfig`, or the in-cluster / default configuration.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, kube::Error> {
+    match kubeconfig {
+        Some(path) => {
+            let config = kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(path).map_err(kube::Error::InferKubeconfig)?,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(kube::Error::InferKubeconfig)?;
+            Client::try_from(config)
+        }
+        None => Client::try_default().await,
+    }
+}
+
+/// Watches until shutdown, publishing a new index after each batch of events once every
+/// kind has been listed. Watch errors are retried with backoff; the last index stays.
+pub async fn watch(client: Client, shared: Arc<Shared>, shutdown: Shutdown) {
+    let config = watcher::Config::default;
+    let streams = vec![
+        watcher::watcher(Api::<Namespace>::all(client.clone()), config())
+            .default_backoff()
+            .map(|e| e.map(Watched::Namespace))
+            .boxed(),
+        watcher::watcher(Api::<ReliabilityPolicy>::all(client.clone()), config())
+            .default_backoff()
+            .map(|e| e.map(Watched::Policy))
+            .boxed(),
+        watcher::watcher(Api::<ServiceLevelObjective>::all(client.clone()), config())
+            .default_backoff()
+            .map(|e| e.map(Watched::Slo))
+            .boxed(),
+        watcher::watcher(Api::<TeamBudget>::all(client.clone()), config())
+            .default_backoff()
+            .map(|e| e.map(Watched::TeamBudget))
+            .boxed(),
+        watcher::watcher(Api::<BudgetException>::all(client.clone()), config())
+            .default_backoff()
+            .map(|e| e.map(Watched::Exception))
+            .boxed(),
+        watcher::watcher(Api::<Release>::all(client.clone()), config())
+            .default_backoff()
+            .map(|e| e.map(Watched::Release))
+            .boxed(),
+        watcher::watcher(Api::<ReplicaSet>::all(client), config())
+            .default_backoff()
+            .map(|e| e.map(Watched::ReplicaSet))
+            .boxed(),
+    ];
+    let mut events = futures_util::stream::select_all(streams);
+    let mut store = Store::default();
+    let stop = super::stopped(shutdown);
+    tokio::pin!(stop);
+    loop {
+        let first = tokio::select! {
+            event = events.next() => event,
+            () = &mut stop => return,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        // Everything already waiting goes into the same snapshot.
+        while let Some(Some(event)) = events.next().now_or_never() {
+            batch.push(event);
+        }
+        for event in batch {
+            match event {
+                Ok(event) => store.apply(event),
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch failed; retrying with backoff");
+                    shared
+                        .metrics
+                        .reload_errors
+                        .get_or_create(&SourceLabel { source: "watch" })
+                        .inc();
+                }
+            }
+        }
+        if store.synced() {
+            shared.publish(store.index());
+        }
+    }
+}

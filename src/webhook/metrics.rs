@@ -1,0 +1,114 @@
+//! The webhook's own metrics (prometheus-client), served on the plain `--metrics-listen`
+//! port. Budgets and decisions only: never object contents or secrets.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub webhook: &'static str,
+    pub operation: &'static str,
+    pub decision: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabel {
+    pub webhook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabel {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<WebhookLabel, Histogram, fn() -> Histogram>,
+    pub state_age: Gauge<f64, AtomicU64>,
+    pub would_deny: Family<NamespaceLabel, Counter>,
+    pub rejected: Family<SourceLabel, Counter>,
+    pub reload_errors: Family<SourceLabel, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 25 µs … ~0.8 s: the admission path answers in microseconds; the apiserver gives up at
+    // timeoutSeconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        25e-6, 2.0, 16,
+    ))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("budgetgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission reviews answered, by webhook, operation, decision and reason",
+            requests.clone(),
+        );
+        let duration = Family::<WebhookLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time from a review's body being read to its answer being ready",
+            duration.clone(),
+        );
+        let state_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "budget_state_age_seconds",
+            "Age of the budget data the webhook answers from (now minus its evaluation time)",
+            state_age.clone(),
+        );
+        let would_deny = Family::<NamespaceLabel, Counter>::default();
+        registry.register(
+            "would_deny",
+            "Rollouts dry-run namespaces would have had denied",
+            would_deny.clone(),
+        );
+        let rejected = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "admission_rejected_requests",
+            "HTTP requests refused before a decision (bad method, path, body or size)",
+            rejected.clone(),
+        );
+        let reload_errors = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "state_reload_errors",
+            "Failed reloads of policy, budget or certificate files (the last good state stays)",
+            reload_errors.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            state_age,
+            would_deny,
+            rejected,
+            reload_errors,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,62 @@
+//! `budgetgate webhook`: the TLS admission server (hyper + rustls). Owns the listener,
+//! TLS, routing, metrics and graceful shutdown. Answers from the in-memory [`Index`] that
+//! a state source keeps current; it never calls Prometheus or the apiserver while
+//! answering.
+
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod tls;
+
+use crate::index::Index;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the handlers read and the state sources write.
+pub struct Shared {
+    pub index: ArcSwap<Index>,
+    ready: AtomicBool,
+    pub metrics: metrics::Metrics,
+    /// Serve `POST /bare` (reads the body, returns a fixed answer): the floor of this
+    /// server stack, for load benchmarks only.
+    pub bare_endpoint: bool,
+    pub clock: crate::clock::Clock,
+}
+
+impl Shared {
+    pub fn new(bare_endpoint: bool, clock: crate::clock::Clock) -> Arc<Self> {
+        Arc::new(Shared {
+            index: ArcSwap::from_pointee(Index::default()),
+            ready: AtomicBool::new(false),
+            metrics: metrics::Metrics::default(),
+            bare_endpoint,
+            clock,
+        })
+    }
+
+    /// Publishes a complete new state and marks the server ready.
+    pub fn publish(&self, index: Index) {
+        self.index.store(Arc::new(index));
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Why the server is not ready, or `None`.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Some("policy and budget state not loaded yet");
+        }
+        None
+    }
+
+    /// Refreshes the state-age gauge (called when metrics are scraped).
+    pub fn observe_state_age(&self) {
+        let now = self.clock.now();
+        let index = self.index.load();
+        let age = index
+            .budgets
+            .evaluated_at
+            .map_or(f64::NAN, |at| now.duration_since(at).as_secs_f64());
+        self.metrics.state_age.set(age);
+    }
+}
