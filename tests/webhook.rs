@@ -45,11 +45,19 @@ async fn every_sample_review_gets_the_answer_evaluate_gives() {
     assert_eq!(answer["response"]["allowed"], false);
     assert_eq!(answer["response"]["status"]["code"], 403);
     // One log line per decision, with its fields.
-    let logs = webhook.logs.lock().unwrap().clone();
-    let decisions: Vec<&Value> = logs
-        .iter()
-        .filter(|l| l["fields"]["message"] == "admission decision")
-        .collect();
+    let decision_lines = || {
+        let logs = webhook.logs.lock().unwrap();
+        logs.iter()
+            .filter(|l| l["fields"]["message"] == "admission decision")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    // stderr is read by another thread: give the last line a moment to arrive.
+    eventually(Duration::from_secs(5), async || {
+        decision_lines().len() == REVIEWS.len() * 2 + 1
+    })
+    .await;
+    let decisions = decision_lines();
     assert_eq!(decisions.len(), REVIEWS.len() * 2 + 1);
     let last = decisions.last().unwrap();
     assert_eq!(last["fields"]["namespace"], "search");
@@ -129,14 +137,20 @@ async fn bad_requests_get_clear_answers_and_the_server_keeps_serving() {
         true
     );
 
-    // Over 7 MiB: refused by its Content-Length.
-    let mut big = Conn::open(webhook.addr, &webhook.ca).await.unwrap();
-    let (status, body) = big
-        .send("POST", "/validate", vec![b' '; 7 * 1024 * 1024 + 1])
-        .await;
-    assert_eq!(
-        (status, String::from_utf8_lossy(&body).as_ref()),
-        (413, "review is 7340033 bytes, over the 7 MiB limit\n")
+    // Over 7 MiB: refused by its Content-Length before the body is read.
+    let answer = raw(
+        webhook.addr,
+        &webhook.ca,
+        b"POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-length: 7340033\r\n\r\n{",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("\r\n\r\nreview is 7340033 bytes, over the 7 MiB limit\n"),
+        "{answer}"
     );
     // A 7 MiB review that is all whitespace but the review itself is still parsed.
     let mut padded = review.clone();
@@ -299,12 +313,16 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     );
     // The connection made before the rotation keeps working.
     assert_eq!(old_conn.send("GET", "/healthz", Bytes::new()).await.0, 200);
-    let logs = webhook.logs.lock().unwrap().clone();
-    assert!(
-        logs.iter()
-            .any(|l| l["fields"]["message"] == "serving a new TLS certificate"),
-        "{logs:?}"
-    );
+    let logged = eventually(Duration::from_secs(5), async || {
+        webhook
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l["fields"]["message"] == "serving a new TLS certificate")
+    })
+    .await;
+    assert!(logged, "the rotation is logged");
 
     // A broken certificate file keeps the current one.
     std::fs::write(dir.join("..second/tls.crt"), "not a certificate").unwrap();

@@ -202,6 +202,19 @@ impl Conn {
     }
 }
 
+/// Writes raw bytes on a fresh TLS connection and reads the answer until the server
+/// closes it or `timeout` passes.
+pub async fn raw(addr: SocketAddr, ca: &Path, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tls_connector(ca).connect(name, tcp).await.unwrap();
+    tls.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 pub async fn get(addr: SocketAddr, ca: &Path, path: &str) -> (u16, String) {
     let mut conn = Conn::open(addr, ca).await.unwrap();
     let (status, body) = conn.send("GET", path, Bytes::new()).await;
