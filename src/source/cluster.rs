@@ -402,3 +402,175 @@ pub async fn watch(client: Client, shared: Arc<Shared>, shutdown: Shutdown) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        ServiceLevelObjectiveStatus, TeamBudgetSpec, TeamBudgetStatus, TierBudget, Time,
+    };
+    use serde_json::json;
+
+    fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn policy() -> ReliabilityPolicy {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/samples/policy.yaml"
+        ))
+        .unwrap();
+        serde_yaml_ng::from_str(&text).unwrap()
+    }
+
+    fn namespace(name: &str, team: &str) -> Namespace {
+        object(json!({"metadata": {"name": name, "labels": {"budgetgate.dev/team": team}}}))
+    }
+
+    fn sync<K: Resource>(objects: Vec<K>, wrap: fn(Event<K>) -> Watched, store: &mut Store) {
+        store.apply(wrap(Event::Init));
+        for o in objects {
+            store.apply(wrap(Event::InitApply(o)));
+        }
+        store.apply(wrap(Event::InitDone));
+    }
+
+    fn synced_store() -> Store {
+        let mut store = Store::default();
+        sync(
+            vec![namespace("shop", "payments")],
+            Watched::Namespace,
+            &mut store,
+        );
+        sync(vec![policy()], Watched::Policy, &mut store);
+        let mut slo: ServiceLevelObjective = object(json!({
+            "metadata": {"name": "checkout-availability", "namespace": "shop"},
+            "spec": {"service": "checkout", "objective": 99.9, "indicator": {"ratio": {"errors": "e", "total": "t"}}}
+        }));
+        slo.status = Some(ServiceLevelObjectiveStatus {
+            remaining: Some(0.4),
+            burn_rates: [("1h".to_owned(), 20.0), ("5m".to_owned(), 30.0)].into(),
+            band: Some("caution".into()),
+            state: Some(BudgetState::Burning),
+            alerts: vec!["page-fast".into()],
+            evaluated_at: Some(Time("2026-11-29T09:59:30Z".parse().unwrap())),
+            ..Default::default()
+        });
+        sync(vec![slo], Watched::Slo, &mut store);
+        let mut team = TeamBudget::new(
+            "payments",
+            TeamBudgetSpec {
+                team: "payments".into(),
+            },
+        );
+        team.status = Some(TeamBudgetStatus {
+            tiers: vec![TierBudget {
+                tier: "production".into(),
+                remaining: Some(0.8),
+                band: Some("healthy".into()),
+                state: Some(BudgetState::Healthy),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        sync(vec![team], Watched::TeamBudget, &mut store);
+        sync(vec![], Watched::Exception, &mut store);
+        sync(vec![], Watched::Release, &mut store);
+        let rs: ReplicaSet = object(json!({
+            "metadata": {"name": "checkout-abc", "namespace": "shop",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "uid": "u", "controller": true}]},
+            "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "checkout", "pod-template-hash": "abc"}},
+                     "spec": {"containers": [{"name": "app", "image": "shop/checkout:v2"}]}}}
+        }));
+        sync(vec![rs], Watched::ReplicaSet, &mut store);
+        store
+    }
+
+    #[test]
+    fn not_synced_until_every_kind_is_listed() {
+        let mut store = Store::default();
+        sync(
+            vec![namespace("shop", "payments")],
+            Watched::Namespace,
+            &mut store,
+        );
+        assert!(!store.synced());
+        assert!(synced_store().synced());
+    }
+
+    #[test]
+    fn index_carries_labels_revisions_and_published_budgets() {
+        let index = synced_store().index();
+        assert_eq!(
+            index.team_of("shop"),
+            Some(("payments".into(), "production".into()))
+        );
+        assert!(index.policy.is_some());
+        // The same revision the decision computes for the Deployment's own template.
+        let deployment = json!({"spec": {"template": {"metadata": {"labels": {"app": "checkout"}},
+                                 "spec": {"containers": [{"name": "app", "image": "shop/checkout:v2"}]}}}});
+        assert_eq!(
+            index.revisions[&ObjectKey::new("shop", "checkout")],
+            [workload_revision(&deployment)].into()
+        );
+        let slo = &index.budgets.slos[&ObjectKey::new("shop", "checkout-availability")];
+        assert_eq!(slo.remaining, Some(0.4));
+        assert!(slo.paging, "page-fast is a page-severity pair of the tier");
+        assert_eq!(slo.burn_rate(3_600), Some(20.0));
+        let team = &index.budgets.teams[&("payments".to_owned(), "production".to_owned())];
+        assert_eq!(team.band.as_deref(), Some("healthy"));
+        assert_eq!(
+            index.budgets.evaluated_at,
+            Some("2026-11-29T09:59:30Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_relist_replaces_the_kind_only_when_it_completes() {
+        let mut store = synced_store();
+        store.apply(Watched::Namespace(Event::Init));
+        store.apply(Watched::Namespace(Event::InitApply(namespace(
+            "search",
+            "discovery",
+        ))));
+        // Mid-relist the old view stays whole.
+        assert!(store.index().team_of("shop").is_some());
+        store.apply(Watched::Namespace(Event::InitDone));
+        let index = store.index();
+        assert_eq!(index.team_of("shop"), None);
+        assert_eq!(
+            index.team_of("search"),
+            Some(("discovery".into(), "production".into()))
+        );
+    }
+
+    #[test]
+    fn deletes_and_updates_apply_at_once() {
+        let mut store = synced_store();
+        store.apply(Watched::Namespace(Event::Apply(namespace(
+            "shop",
+            "checkout-team",
+        ))));
+        assert_eq!(
+            store.index().team_of("shop"),
+            Some(("checkout-team".into(), "production".into()))
+        );
+        store.apply(Watched::Namespace(Event::Delete(namespace(
+            "shop",
+            "checkout-team",
+        ))));
+        assert_eq!(store.index().team_of("shop"), None);
+    }
+
+    #[test]
+    fn an_invalid_policy_leaves_the_webhook_failing_open() {
+        let mut store = synced_store();
+        let mut broken = policy();
+        broken.spec.default_tier = "nowhere".into();
+        store.apply(Watched::Policy(Event::Apply(broken)));
+        let index = store.index();
+        assert!(index.policy.is_none());
+        assert_eq!(index.budgets, Budgets::default());
+    }
+}
