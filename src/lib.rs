@@ -15,6 +15,7 @@ pub mod decision;
 pub mod index;
 pub mod load;
 pub mod policy;
+pub mod publish;
 pub mod selector;
 pub mod snapshot;
 pub mod source;

@@ -112,6 +112,9 @@ pub struct Incident {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<Time>,
     pub peak_burn: f64,
+    /// Remaining budget when the incident opened (what `budgetConsumed` is measured from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_at_start: Option<f64>,
     /// Fraction of the period's budget consumed during the incident.
     pub budget_consumed: f64,
     pub within_budget: bool,

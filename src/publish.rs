@@ -1,0 +1,416 @@
+//! What the budget controller publishes, computed from evaluated budgets: SLO statuses,
+//! TeamBudget statuses (release cadence and incidents) and the platform aggregates. Pure:
+//! the controller gathers the inputs and writes the outputs.
+
+use crate::api::{
+    BudgetState, Condition, Incident, LastRelease, PlatformBudget, ReleasePhase,
+    ServiceLevelObjectiveStatus, Severity, SloSummary, TeamBudgetStatus, TierBudget, Time,
+    Timestamp,
+};
+use crate::budget::Assessment;
+use crate::index::{Budgets, Index, ObjectKey};
+use crate::policy::Tier;
+use std::collections::BTreeMap;
+
+/// How many closed incidents a TeamBudget keeps per tier.
+pub const INCIDENT_HISTORY: usize = 20;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Published {
+    pub slos: BTreeMap<ObjectKey, ServiceLevelObjectiveStatus>,
+    /// Keyed by team.
+    pub teams: BTreeMap<String, TeamBudgetStatus>,
+    pub platform: Vec<PlatformBudget>,
+}
+
+/// What is in the cluster now, for conditions' transition times and incident history.
+#[derive(Clone, Debug, Default)]
+pub struct Previous {
+    pub slos: BTreeMap<ObjectKey, ServiceLevelObjectiveStatus>,
+    pub teams: BTreeMap<String, TeamBudgetStatus>,
+}
+
+fn burn_rates(a: &Assessment) -> BTreeMap<String, f64> {
+    a.burn_rates
+        .iter()
+        .filter_map(|(w, b)| Some((w.as_str().to_owned(), (*b)?)))
+        .collect()
+}
+
+/// A `Ready` condition whose transition time only moves when its status does.
+fn ready(a: &Assessment, previous: &[Condition], now: Timestamp) -> Vec<Condition> {
+    let (status, reason, message) = match a.state {
+        BudgetState::Unknown => (
+            "False",
+            "MetricsMissing",
+            "some of the counts this budget needs are missing; admission follows onStale",
+        ),
+        _ => ("True", "Evaluated", "budget evaluated from current counts"),
+    };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    vec![Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: since,
+        observed_generation: None,
+    }]
+}
+
+pub fn publish(index: &Index, budgets: &Budgets, previous: &Previous, now: Timestamp) -> Published {
+    let mut out = Published::default();
+    let evaluated_at = budgets.evaluated_at.map(Time);
+    for (key, a) in &budgets.slos {
+        let before = previous
+            .slos
+            .get(key)
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        out.slos.insert(
+            key.clone(),
+            ServiceLevelObjectiveStatus {
+                remaining: a.remaining,
+                burn_rates: burn_rates(a),
+                band: a.band.clone(),
+                state: Some(a.state),
+                alerts: a.alerts.clone(),
+                exhausts_at: a.exhausts_at.map(Time),
+                evaluated_at: evaluated_at.clone(),
+                conditions: ready(a, before, now),
+            },
+        );
+    }
+    let Some(policy) = &index.policy else {
+        return out;
+    };
+    let mut teams: BTreeMap<String, Vec<TierBudget>> = BTreeMap::new();
+    for ((team, tier_name), a) in &budgets.teams {
+        let Some(tier) = policy.tier(tier_name) else {
+            continue;
+        };
+        let releases: Vec<_> = index.team_releases(team, tier_name).collect();
+        let last = releases
+            .iter()
+            .filter_map(|(k, r)| Some((r.created?, *k, *r)))
+            .max_by_key(|(at, ..)| *at)
+            .map(|(at, k, r)| LastRelease {
+                namespace: k.namespace.clone(),
+                name: k.name.clone(),
+                deployment: r.deployment.clone(),
+                at: Time(at),
+                phase: r.phase,
+            });
+        let previous_incidents = previous
+            .teams
+            .get(team)
+            .and_then(|s| s.tiers.iter().find(|t| &t.tier == tier_name))
+            .map(|t| t.incidents.as_slice())
+            .unwrap_or_default();
+        let slos = budgets
+            .slos
+            .iter()
+            .filter(|(k, _)| {
+                index.team_of(&k.namespace).as_ref() == Some(&(team.clone(), tier_name.clone()))
+            })
+            .map(|(k, s)| SloSummary {
+                namespace: k.namespace.clone(),
+                name: k.name.clone(),
+                remaining: s.remaining,
+                band: s.band.clone(),
+                state: Some(s.state),
+            })
+            .collect();
+        teams.entry(team.clone()).or_default().push(TierBudget {
+            tier: tier_name.clone(),
+            remaining: a.remaining,
+            band: a.band.clone(),
+            state: Some(a.state),
+            burn_rates: burn_rates(a),
+            burn_rate1h: a.burn_rate(3_600),
+            slos,
+            rollouts_in_flight: releases
+                .iter()
+                .filter(|(_, r)| r.phase == Some(ReleasePhase::Progressing))
+                .count() as u32,
+            last_release: last,
+            incidents: track_incidents(previous_incidents, a, tier, now),
+        });
+    }
+    for (team, mut tiers) in teams {
+        // Worst first: the printer columns show tiers[0].
+        tiers.sort_by(|a, b| {
+            severity(b).cmp(&severity(a)).then(
+                a.remaining
+                    .partial_cmp(&b.remaining)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
+        });
+        let before = previous
+            .teams
+            .get(&team)
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        let worst = budgets.teams.get(&(team.clone(), tiers[0].tier.clone()));
+        let conditions = worst.map(|a| ready(a, before, now)).unwrap_or_default();
+        out.teams.insert(
+            team,
+            TeamBudgetStatus {
+                tiers,
+                evaluated_at: evaluated_at.clone(),
+                conditions,
+            },
+        );
+    }
+    out.platform = budgets
+        .platform
+        .iter()
+        .map(|(tier, a)| PlatformBudget {
+            tier: tier.clone(),
+            remaining: a.remaining,
+            band: a.band.clone(),
+            state: Some(a.state),
+        })
+        .collect();
+    out
+}
+
+fn severity(t: &TierBudget) -> u8 {
+    match t.state {
+        Some(BudgetState::Unknown) | None => 5,
+        Some(BudgetState::Exhausted) => 4,
+        Some(BudgetState::Burning) => 3,
+        Some(BudgetState::Critical) => 2,
+        Some(BudgetState::Caution) => 1,
+        Some(BudgetState::Healthy) => 0,
+    }
+}
+
+/// The highest burn among the windows of the tier's page pairs.
+fn page_burn(a: &Assessment, tier: &Tier) -> f64 {
+    tier.alert_windows
+        .iter()
+        .filter(|w| w.severity == Severity::Page)
+        .flat_map(|w| {
+            [
+                a.burn_rate(w.long.seconds()),
+                a.burn_rate(w.short.seconds()),
+            ]
+        })
+        .flatten()
+        .fold(0.0, f64::max)
+}
+
+/// Incidents are page-burn episodes: one opens when a page pair starts firing and closes
+/// when none does. `budgetConsumed` is the remaining budget lost since it opened;
+/// `withinBudget` whether budget was left; `overdue` whether it outlasted
+/// `recoveryTarget`. Unknown data neither opens nor closes one.
+pub fn track_incidents(
+    previous: &[Incident],
+    a: &Assessment,
+    tier: &Tier,
+    now: Timestamp,
+) -> Vec<Incident> {
+    let mut incidents = previous.to_vec();
+    if a.state == BudgetState::Unknown {
+        return incidents;
+    }
+    let remaining = a.remaining.unwrap_or_default();
+    let burn = page_burn(a, tier);
+    let open = incidents.last_mut().filter(|i| i.end.is_none());
+    match (open, a.paging) {
+        (Some(incident), paging) => {
+            incident.peak_burn = incident.peak_burn.max(burn);
+            incident.budget_consumed =
+                (incident.remaining_at_start.unwrap_or(remaining) - remaining).max(0.0);
+            incident.within_budget = remaining > 0.0;
+            incident.overdue = now.duration_since(incident.start.0) > tier.recovery_target.signed();
+            if !paging {
+                incident.end = Some(Time(now));
+            }
+        }
+        (None, true) => incidents.push(Incident {
+            start: Time(now),
+            end: None,
+            peak_burn: burn,
+            remaining_at_start: Some(remaining),
+            budget_consumed: 0.0,
+            within_budget: remaining > 0.0,
+            overdue: false,
+        }),
+        (None, false) => {}
+    }
+    let excess = incidents.len().saturating_sub(INCIDENT_HISTORY);
+    incidents.drain(..excess);
+    incidents
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Duration;
+    use crate::policy::Policy;
+
+    fn tier() -> Tier {
+        let object: crate::api::ReliabilityPolicy = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/manifests/samples/policy.yaml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        Policy::from_spec(&object.spec).unwrap().tiers["production"].clone()
+    }
+
+    fn at(minute: i64) -> Timestamp {
+        let start: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        start
+            .checked_add(jiff::SignedDuration::from_mins(minute))
+            .unwrap()
+    }
+
+    fn assessment(remaining: f64, burn: f64, paging: bool) -> Assessment {
+        Assessment {
+            remaining: Some(remaining),
+            burn_rates: [("5m", burn), ("1h", burn), ("30m", 1.0), ("6h", 1.0)]
+                .iter()
+                .map(|(w, b)| (Duration::parse(w).unwrap(), Some(*b)))
+                .collect(),
+            alerts: if paging {
+                vec!["page-fast".into()]
+            } else {
+                vec![]
+            },
+            paging,
+            band: Some("caution".into()),
+            state: if paging {
+                BudgetState::Burning
+            } else {
+                BudgetState::Caution
+            },
+            exhausts_at: None,
+        }
+    }
+
+    #[test]
+    fn a_page_burn_episode_opens_grows_and_closes_one_incident() {
+        let t = tier();
+        let opened = track_incidents(&[], &assessment(0.40, 20.0, true), &t, at(0));
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].remaining_at_start, Some(0.40));
+        assert_eq!(opened[0].peak_burn, 20.0);
+        let grown = track_incidents(&opened, &assessment(0.30, 31.0, true), &t, at(30));
+        assert_eq!(grown.len(), 1);
+        assert_eq!(grown[0].peak_burn, 31.0);
+        assert!((grown[0].budget_consumed - 0.10).abs() < 1e-12);
+        assert!(!grown[0].overdue);
+        assert_eq!(grown[0].end, None);
+        // 70 minutes in, past the 1h recovery target: overdue; then it closes.
+        let late = track_incidents(&grown, &assessment(0.25, 15.0, true), &t, at(70));
+        assert!(late[0].overdue);
+        let closed = track_incidents(&late, &assessment(0.24, 0.5, false), &t, at(75));
+        assert_eq!(closed[0].end, Some(Time(at(75))));
+        assert!((closed[0].budget_consumed - 0.16).abs() < 1e-12);
+        assert!(closed[0].within_budget);
+        // Quiet afterwards: nothing new.
+        assert_eq!(
+            track_incidents(&closed, &assessment(0.24, 0.5, false), &t, at(80)),
+            closed
+        );
+    }
+
+    #[test]
+    fn an_incident_that_spends_the_whole_budget_is_not_within_budget() {
+        let t = tier();
+        let opened = track_incidents(&[], &assessment(0.05, 40.0, true), &t, at(0));
+        let spent = track_incidents(&opened, &assessment(-0.02, 40.0, true), &t, at(10));
+        assert!(!spent[0].within_budget);
+    }
+
+    #[test]
+    fn unknown_data_neither_opens_nor_closes_an_incident() {
+        let t = tier();
+        let opened = track_incidents(&[], &assessment(0.40, 20.0, true), &t, at(0));
+        let mut unknown = assessment(0.40, 0.0, false);
+        unknown.state = BudgetState::Unknown;
+        assert_eq!(track_incidents(&opened, &unknown, &t, at(5)), opened);
+        assert!(track_incidents(&[], &unknown, &t, at(5)).is_empty());
+    }
+
+    #[test]
+    fn history_keeps_the_last_twenty() {
+        let t = tier();
+        let mut incidents = Vec::new();
+        for i in 0..25 {
+            incidents = track_incidents(&incidents, &assessment(0.4, 20.0, true), &t, at(i * 10));
+            incidents =
+                track_incidents(&incidents, &assessment(0.4, 0.1, false), &t, at(i * 10 + 5));
+        }
+        assert_eq!(incidents.len(), INCIDENT_HISTORY);
+        assert_eq!(incidents[0].start, Time(at(50)));
+    }
+
+    #[test]
+    fn team_status_lists_tiers_worst_first_with_cadence_and_slo_summaries() {
+        let (index, _) = crate::load::load_state(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/samples")),
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/manifests/samples/budgets.json"
+            )),
+        )
+        .unwrap();
+        let published = publish(&index, &index.budgets, &Previous::default(), at(0));
+        let payments = &published.teams["payments"];
+        assert_eq!(payments.tiers.len(), 1);
+        let production = &payments.tiers[0];
+        assert_eq!(production.band.as_deref(), Some("healthy"));
+        assert_eq!(production.rollouts_in_flight, 0);
+        assert_eq!(
+            production.last_release.as_ref().map(|r| r.name.as_str()),
+            Some("checkout-3f9a1c0b2d")
+        );
+        let names: Vec<_> = production.slos.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cart-latency", "checkout-availability"]);
+        assert_eq!(
+            production.burn_rate1h,
+            production.burn_rates.get("1h").copied()
+        );
+        assert_eq!(payments.conditions[0].type_, "Ready");
+        assert_eq!(payments.conditions[0].status, "True");
+        let checkout = &published.slos[&ObjectKey::new("shop", "checkout-availability")];
+        assert_eq!(checkout.band.as_deref(), Some("caution"));
+        assert_eq!(
+            checkout.evaluated_at,
+            Some(Time("2026-11-29T09:59:30Z".parse().unwrap()))
+        );
+        let tiers: Vec<_> = published
+            .platform
+            .iter()
+            .map(|p| (p.tier.as_str(), p.band.clone()))
+            .collect();
+        assert_eq!(
+            tiers,
+            [
+                ("production", Some("healthy".to_owned())),
+                ("staging", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn ready_condition_keeps_its_transition_time_while_unchanged() {
+        let a = assessment(0.4, 1.0, false);
+        let first = ready(&a, &[], at(0));
+        assert_eq!(ready(&a, &first, at(10)), first);
+        let mut unknown = a.clone();
+        unknown.state = BudgetState::Unknown;
+        let flipped = ready(&unknown, &first, at(20));
+        assert_eq!(flipped[0].status, "False");
+        assert_eq!(flipped[0].last_transition_time, Time(at(20)));
+    }
+}
