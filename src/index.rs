@@ -78,6 +78,8 @@ pub struct Budgets {
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     pub policy: Option<Policy>,
+    /// Name of the ReliabilityPolicy object in force (cluster mode).
+    pub policy_name: Option<String>,
     pub namespaces: BTreeMap<String, NamespaceMeta>,
     pub slos: BTreeMap<ObjectKey, ServiceLevelObjectiveSpec>,
     pub exceptions: BTreeMap<ObjectKey, BudgetExceptionSpec>,

@@ -1,9 +1,13 @@
 //! budgetgate: error budgets decide how fast each team may ship.
 //!
-//! Pure core: [`api`] (resource shapes), [`budget`] (arithmetic), [`policy`] (tiers,
-//! bands, plans), [`decision`] (change classification and the admission answer),
-//! [`index`] (the state the decision reads). Thin I/O shells: [`load`] (file mode) and
-//! the CLI in the binary.
+//! Pure core, no I/O: [`api`] (resource shapes), [`budget`] (arithmetic), [`policy`]
+//! (tiers, bands, plans), [`decision`] (change classification and the admission answer),
+//! [`index`] (the state the decision reads), [`publish`] (the statuses the controller
+//! writes), [`snapshot`], [`status`], [`selector`].
+//!
+//! Thin I/O shells: [`load`] (file mode), [`source`] (file polling and cluster watches),
+//! [`webhook`] (the TLS server), [`controller`] (budget evaluation and status writes),
+//! [`certs`], and [`cli`].
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -11,6 +15,7 @@ pub mod budget;
 pub mod certs;
 pub mod cli;
 pub mod clock;
+pub mod controller;
 pub mod decision;
 pub mod index;
 pub mod load;

@@ -248,6 +248,90 @@ pub fn track_incidents(
     incidents
 }
 
+/// Whether a status must be written: its content changed (evaluation times and condition
+/// transition times aside), or it carries a newer evaluation and the one in the cluster is
+/// `heartbeat` old — so readers can tell live budgets from a stopped controller.
+pub fn needs_write<T: serde::Serialize>(
+    before: Option<&T>,
+    after: &T,
+    heartbeat: jiff::SignedDuration,
+    now: Timestamp,
+) -> bool {
+    let Some(before) = before else {
+        return true;
+    };
+    let (mut before, mut after) = (
+        serde_json::to_value(before).unwrap_or_default(),
+        serde_json::to_value(after).unwrap_or_default(),
+    );
+    let evaluated = |v: &serde_json::Value| {
+        v.get("evaluatedAt")
+            .and_then(|t| t.as_str())
+            .and_then(|t| t.parse::<Timestamp>().ok())
+    };
+    let (was, is) = (evaluated(&before), evaluated(&after));
+    strip_times(&mut before);
+    strip_times(&mut after);
+    if before != after {
+        return true;
+    }
+    match (was, is) {
+        (Some(was), Some(is)) => is != was && now.duration_since(was) >= heartbeat,
+        (None, Some(_)) => true,
+        _ => false,
+    }
+}
+
+fn strip_times(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("evaluatedAt");
+            map.remove("lastTransitionTime");
+            map.values_mut().for_each(strip_times);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_times),
+        _ => {}
+    }
+}
+
+/// A team's band moving in one tier, worded for `kubectl describe` and the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BandChange {
+    pub note: String,
+    /// Less budget than before.
+    pub worse: bool,
+}
+
+pub fn band_changes(
+    team: &str,
+    before: Option<&TeamBudgetStatus>,
+    after: &TeamBudgetStatus,
+) -> Vec<BandChange> {
+    let name = |band: &Option<String>, state: Option<BudgetState>| match (band, state) {
+        (Some(b), _) => b.clone(),
+        (None, Some(BudgetState::Exhausted)) => "exhausted".into(),
+        (None, _) => "unknown".into(),
+    };
+    after
+        .tiers
+        .iter()
+        .filter_map(|now| {
+            let was = before?.tiers.iter().find(|t| t.tier == now.tier)?;
+            let (from, to) = (name(&was.band, was.state), name(&now.band, now.state));
+            (from != to).then(|| BandChange {
+                note: format!(
+                    "{team} moved from {from} to {to} in tier {} ({} budget remaining)",
+                    now.tier,
+                    now.remaining
+                        .map_or_else(|| "unknown".to_owned(), crate::decision::text_pct)
+                ),
+                worse: now.remaining.unwrap_or(f64::NEG_INFINITY)
+                    < was.remaining.unwrap_or(f64::NEG_INFINITY),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +484,65 @@ mod tests {
                 ("staging", None)
             ]
         );
+    }
+
+    #[test]
+    fn statuses_are_rewritten_on_change_or_when_their_evaluation_gets_old() {
+        let status = |remaining: f64, at: i64| ServiceLevelObjectiveStatus {
+            remaining: Some(remaining),
+            evaluated_at: Some(Time(at_minute(at))),
+            ..Default::default()
+        };
+        let beat = jiff::SignedDuration::from_mins(2);
+        assert!(needs_write(None, &status(0.4, 0), beat, at_minute(0)));
+        assert!(
+            !needs_write(Some(&status(0.4, 0)), &status(0.4, 1), beat, at_minute(1)),
+            "same content, fresh enough"
+        );
+        assert!(
+            needs_write(Some(&status(0.4, 0)), &status(0.4, 2), beat, at_minute(2)),
+            "heartbeat"
+        );
+        assert!(
+            needs_write(Some(&status(0.4, 0)), &status(0.3, 1), beat, at_minute(1)),
+            "content changed"
+        );
+        assert!(
+            !needs_write(Some(&status(0.4, 0)), &status(0.4, 0), beat, at_minute(9)),
+            "nothing newer to say"
+        );
+    }
+
+    fn at_minute(m: i64) -> Timestamp {
+        at(m)
+    }
+
+    #[test]
+    fn band_changes_are_worded_for_people() {
+        let tier = |band: Option<&str>, state, remaining| TierBudget {
+            tier: "production".into(),
+            band: band.map(str::to_owned),
+            state: Some(state),
+            remaining: Some(remaining),
+            ..Default::default()
+        };
+        let status = |t| TeamBudgetStatus {
+            tiers: vec![t],
+            ..Default::default()
+        };
+        let before = status(tier(Some("caution"), BudgetState::Caution, 0.3));
+        let after = status(tier(Some("critical"), BudgetState::Critical, 0.18));
+        assert_eq!(
+            band_changes("payments", Some(&before), &after),
+            [BandChange { note: "payments moved from caution to critical in tier production (18.0% budget remaining)".into(), worse: true }]
+        );
+        let spent = status(tier(None, BudgetState::Exhausted, -0.01));
+        assert_eq!(
+            band_changes("payments", Some(&after), &spent)[0].note,
+            "payments moved from critical to exhausted in tier production (-1.0% budget remaining)"
+        );
+        assert!(band_changes("payments", Some(&after), &after).is_empty());
+        assert!(band_changes("payments", None, &after).is_empty());
     }
 
     #[test]

@@ -592,6 +592,7 @@ impl IndexBuilder {
         };
         Index {
             policy,
+            policy_name: None,
             namespaces: self.namespaces,
             slos: self.slos,
             exceptions: self.exceptions,

@@ -192,6 +192,7 @@ impl Store {
             .map(|(p, object)| self.budgets(p, object, &namespaces))
             .unwrap_or_default();
         Index {
+            policy_name: policy.as_ref().map(|(_, object)| object.name_any()),
             policy: policy.map(|(p, _)| p),
             namespaces,
             slos: self

@@ -12,6 +12,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod serve;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "budgetgate",
@@ -74,6 +76,19 @@ pub enum Command {
         change; without them it watches the cluster (in-cluster or --kubeconfig). POST /validate\n\
         and /mutate take AdmissionReview v1; GET /healthz, /readyz; GET /metrics on --metrics-listen.")]
     Webhook(WebhookArgs),
+    /// Evaluate budgets every interval and publish them (leader-elected; cluster mode).
+    #[command(after_help = "Example:\n  \
+        budgetgate controller --kubeconfig e2e/.run/kubeconfig --budgets budgets.json --interval 5s\n\n\
+        Reads ServiceLevelObjectives, Namespaces and the ReliabilityPolicy from the cluster, evaluates\n\
+        every SLO, and writes ServiceLevelObjective.status, TeamBudget objects and\n\
+        ReliabilityPolicy.status.platform (field manager budgetgate) when they change. Only the holder\n\
+        of the Lease writes; band changes are recorded as Events on the TeamBudget.")]
+    Controller(ControllerArgs),
+    /// The webhook and the controller in one process (small clusters, demos).
+    #[command(after_help = "Example:\n  \
+        budgetgate serve --kubeconfig e2e/.run/kubeconfig --budgets budgets.json --interval 5s \\\n      \
+        --tls-cert-file certs/tls.crt --tls-key-file certs/tls.key --listen 127.0.0.1:8443")]
+    Serve(ServeArgs),
     /// Make a CA and a serving certificate for the webhook, and print the caBundle.
     #[command(after_help = "Example:\n  \
         budgetgate certs --out certs/dev --dns budgetgate.budgetgate-system.svc --ip 127.0.0.1\n\n\
@@ -139,6 +154,15 @@ pub struct WebhookArgs {
     /// Cluster mode: kubeconfig to use instead of the in-cluster configuration.
     #[arg(long, env = "KUBECONFIG", conflicts_with = "policy")]
     pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub process: ProcessArgs,
+}
+
+/// The TLS admission server.
+#[derive(clap::Args, Debug)]
+pub struct TlsArgs {
     /// PEM certificate chain served; re-read when it changes.
     #[arg(long, env = "BUDGETGATE_TLS_CERT_FILE")]
     pub tls_cert_file: PathBuf,
@@ -148,6 +172,18 @@ pub struct WebhookArgs {
     /// Address of the TLS admission server.
     #[arg(long, env = "BUDGETGATE_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: std::net::SocketAddr,
+    /// How often policy, budget and certificate files are checked for changes.
+    #[arg(long, env = "BUDGETGATE_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub reload_interval: api::Duration,
+    /// Also serve POST /bare, which reads the body and returns a fixed answer: the floor of
+    /// this server stack, for load benchmarks.
+    #[arg(long, hide = true)]
+    pub bare_endpoint: bool,
+}
+
+/// What every long-running command has.
+#[derive(clap::Args, Debug)]
+pub struct ProcessArgs {
     /// Address of the plain-HTTP metrics server (GET /metrics).
     #[arg(
         long,
@@ -155,19 +191,64 @@ pub struct WebhookArgs {
         default_value = "0.0.0.0:9090"
     )]
     pub metrics_listen: std::net::SocketAddr,
-    /// How often policy, budget and certificate files are checked for changes.
-    #[arg(long, env = "BUDGETGATE_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
-    pub reload_interval: api::Duration,
     /// Answer as of this RFC 3339 time instead of the clock (tests and demos).
     #[arg(long, env = "BUDGETGATE_NOW")]
     pub now: Option<String>,
-    /// Worker threads of the server (default: one per core).
+    /// Worker threads (default: one per core).
     #[arg(long, env = "BUDGETGATE_WORKERS")]
     pub workers: Option<usize>,
-    /// Also serve POST /bare, which reads the body and returns a fixed answer: the floor of
-    /// this server stack, for load benchmarks.
-    #[arg(long, hide = true)]
-    pub bare_endpoint: bool,
+}
+
+/// The budget controller.
+#[derive(clap::Args, Debug)]
+pub struct ControllerOpts {
+    /// Read SLI counts from this BudgetSnapshot file, re-read every evaluation.
+    #[arg(long, env = "BUDGETGATE_BUDGETS")]
+    pub budgets: PathBuf,
+    /// How often budgets are evaluated and published.
+    #[arg(long, env = "BUDGETGATE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub interval: api::Duration,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "budgetgate-system")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "BUDGETGATE_LEASE_NAME",
+        default_value = "budgetgate-controller"
+    )]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long a lease holder that stopped renewing keeps the lease; a standby takes over
+    /// within this time.
+    #[arg(long, env = "BUDGETGATE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: api::Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// kubeconfig to use instead of the in-cluster configuration.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub controller: ControllerOpts,
+    #[command(flatten)]
+    pub process: ProcessArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// kubeconfig to use instead of the in-cluster configuration.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub controller: ControllerOpts,
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }
 
 fn parse_duration(text: &str) -> Result<api::Duration, String> {
@@ -226,7 +307,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => status_cmd(&args),
         Command::Crds => crds().map(|()| true),
         Command::Certs(args) => certs(&args).map(|()| true),
-        Command::Webhook(args) => return webhook(args),
+        Command::Webhook(args) => return serve::run(serve::Role::Webhook(args)),
+        Command::Controller(args) => return serve::run(serve::Role::Controller(args)),
+        Command::Serve(args) => return serve::run(serve::Role::Serve(args)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -468,149 +551,6 @@ fn certs(args: &CertsArgs) -> Result<(), BadInput> {
     );
     println!("{}", issued.ca_bundle);
     Ok(())
-}
-
-/// Runs the webhook until SIGTERM or SIGINT. Exit 2 when it cannot start.
-fn webhook(args: WebhookArgs) -> ExitCode {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = args.workers {
-        runtime.worker_threads(workers.max(1));
-    }
-    let runtime = match runtime.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(serve_webhook(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-async fn serve_webhook(args: WebhookArgs) -> anyhow::Result<()> {
-    use crate::source;
-    use crate::webhook::{Shared, server, tls};
-    use anyhow::Context;
-    use std::sync::Arc;
-
-    let cert = Arc::new(tls::ReloadingCert::load(tls::CertFiles {
-        cert: args.tls_cert_file.clone(),
-        key: args.tls_key_file.clone(),
-    })?);
-    let tls_config = Arc::new(tls::server_config(cert.clone())?);
-    let clock = match &args.now {
-        Some(text) => {
-            crate::clock::Clock::Fixed(load::parse_now(text).map_err(anyhow::Error::msg)?)
-        }
-        None => crate::clock::Clock::System,
-    };
-    let shared = Shared::new(args.bare_endpoint, clock);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let interval = std::time::Duration::from_secs(args.reload_interval.seconds());
-
-    match (&args.policy, &args.budgets) {
-        (Some(policy), Some(budgets)) => {
-            // Fail fast on a bad start: there is no last good state to keep.
-            let mut files = source::file::FileSource::new(policy.clone(), budgets.clone());
-            let index = files.reload()?.context("no state loaded")?;
-            shared.publish(index);
-            tokio::spawn(source::file::watch(
-                files,
-                shared.clone(),
-                interval,
-                stop_rx.clone(),
-            ));
-            tracing::info!(policy = %policy.display(), budgets = %budgets.display(), "file mode");
-        }
-        _ => {
-            let client = source::cluster::client(args.kubeconfig.as_deref())
-                .await
-                .context("cannot reach the cluster (set --kubeconfig, or use --policy and --budgets for file mode)")?;
-            tokio::spawn(source::cluster::watch(
-                client,
-                shared.clone(),
-                stop_rx.clone(),
-            ));
-            tracing::info!("cluster mode: watching the apiserver");
-        }
-    }
-
-    // Certificates: re-read every interval; a bad new pair keeps the old one.
-    {
-        let (cert, shared, stop) = (
-            cert.clone(),
-            shared.clone(),
-            source::stopped(stop_rx.clone()),
-        );
-        tokio::spawn(async move {
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
-                    () = &mut stop => return,
-                }
-                match cert.reload() {
-                    Ok(true) => tracing::info!("serving a new TLS certificate"),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "certificate reload failed; still serving the previous one");
-                        shared
-                            .metrics
-                            .reload_errors
-                            .get_or_create(&crate::webhook::metrics::SourceLabel {
-                                source: "certificate",
-                            })
-                            .inc();
-                    }
-                }
-            }
-        });
-    }
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
-    tracing::info!(listen = %listener.local_addr()?, metrics = %metrics_listener.local_addr()?, "serving admission reviews");
-
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stop requested");
-        let _ = stop_tx.send(true);
-    });
-    let metrics = tokio::spawn(server::serve_metrics(
-        metrics_listener,
-        shared.clone(),
-        source::stopped(stop_rx.clone()),
-    ));
-    server::serve_tls(listener, tls_config, shared, source::stopped(stop_rx)).await;
-    let _ = metrics.await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// The CRDs as one multi-document YAML stream.

@@ -1,0 +1,283 @@
+//! Wiring of the long-running commands: `webhook`, `controller` and `serve` share one
+//! runtime setup, one state source, one metrics listener and one shutdown signal.
+
+use super::{ControllerOpts, ProcessArgs, ServeArgs, TlsArgs, WebhookArgs};
+use crate::clock::Clock;
+use crate::controller::{Controller, SnapshotFile};
+use crate::load;
+use crate::source::{self, Shutdown};
+use crate::webhook::metrics::SourceLabel;
+use crate::webhook::{Shared, server, tls};
+use anyhow::Context;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub enum Role {
+    Webhook(WebhookArgs),
+    Controller(super::ControllerArgs),
+    Serve(ServeArgs),
+}
+
+impl Role {
+    fn process(&self) -> &ProcessArgs {
+        match self {
+            Role::Webhook(a) => &a.process,
+            Role::Controller(a) => &a.process,
+            Role::Serve(a) => &a.process,
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT. Exit 2 when it cannot start.
+pub fn run(role: Role) -> ExitCode {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = role.process().workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(role)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(role: Role) -> anyhow::Result<()> {
+    let process = role.process();
+    let clock = match &process.now {
+        Some(text) => Clock::Fixed(load::parse_now(text).map_err(anyhow::Error::msg)?),
+        None => Clock::System,
+    };
+    let bare = matches!(&role, Role::Webhook(a) if a.tls.bare_endpoint)
+        || matches!(&role, Role::Serve(a) if a.tls.bare_endpoint);
+    let shared = Shared::new(bare, clock);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_listen = process.metrics_listen;
+    let mut tasks = Vec::new();
+
+    // State: files or the cluster.
+    let client = match &role {
+        Role::Webhook(WebhookArgs {
+            policy: Some(policy),
+            budgets: Some(budgets),
+            tls,
+            ..
+        }) => {
+            start_files(policy, budgets, tls, &shared, &stop_rx)?;
+            None
+        }
+        Role::Webhook(WebhookArgs { kubeconfig, .. })
+        | Role::Controller(super::ControllerArgs { kubeconfig, .. })
+        | Role::Serve(ServeArgs { kubeconfig, .. }) => {
+            let client = source::cluster::client(kubeconfig.as_deref())
+                .await
+                .context("cannot reach the cluster (set --kubeconfig, or give the webhook --policy and --budgets for file mode)")?;
+            tasks.push(tokio::spawn(source::cluster::watch(
+                client.clone(),
+                shared.clone(),
+                stop_rx.clone(),
+            )));
+            tracing::info!("cluster mode: watching the apiserver");
+            Some(client)
+        }
+    };
+
+    // The controller, leader-elected.
+    if let (
+        Role::Controller(super::ControllerArgs { controller, .. })
+        | Role::Serve(ServeArgs { controller, .. }),
+        Some(client),
+    ) = (&role, &client)
+    {
+        tasks.push(start_controller(client.clone(), controller, &shared, &stop_rx).await?);
+    }
+
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {metrics_listen}"))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    tasks.push(tokio::spawn(server::serve_metrics(
+        metrics_listener,
+        shared.clone(),
+        source::stopped(stop_rx.clone()),
+    )));
+
+    // The admission server.
+    let tls_args = match &role {
+        Role::Webhook(a) => Some(&a.tls),
+        Role::Serve(a) => Some(&a.tls),
+        Role::Controller(_) => None,
+    };
+    let admission = match tls_args {
+        Some(tls_args) => {
+            let cert = Arc::new(tls::ReloadingCert::load(tls::CertFiles {
+                cert: tls_args.tls_cert_file.clone(),
+                key: tls_args.tls_key_file.clone(),
+            })?);
+            let config = Arc::new(tls::server_config(cert.clone())?);
+            watch_certificate(
+                cert,
+                reload_interval(tls_args),
+                shared.clone(),
+                stop_rx.clone(),
+            );
+            let listener = tokio::net::TcpListener::bind(tls_args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", tls_args.listen))?;
+            tracing::info!(listen = %listener.local_addr()?, metrics = %metrics_addr, "serving admission reviews");
+            Some(tokio::spawn(server::serve_tls(
+                listener,
+                config,
+                shared.clone(),
+                source::stopped(stop_rx.clone()),
+            )))
+        }
+        None => {
+            tracing::info!(metrics = %metrics_addr, "serving metrics");
+            None
+        }
+    };
+
+    wait_for_signal().await;
+    tracing::info!("stop requested");
+    let _ = stop_tx.send(true);
+    if let Some(admission) = admission {
+        let _ = admission.await;
+    }
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}
+
+fn reload_interval(tls: &TlsArgs) -> Duration {
+    Duration::from_secs(tls.reload_interval.seconds())
+}
+
+fn start_files(
+    policy: &Path,
+    budgets: &Path,
+    tls: &TlsArgs,
+    shared: &Arc<Shared>,
+    stop: &Shutdown,
+) -> anyhow::Result<()> {
+    // Fail fast on a bad start: there is no last good state to keep.
+    let mut files = source::file::FileSource::new(policy.to_owned(), budgets.to_owned());
+    let index = files.reload()?.context("no state loaded")?;
+    shared.publish(index);
+    tokio::spawn(source::file::watch(
+        files,
+        shared.clone(),
+        reload_interval(tls),
+        stop.clone(),
+    ));
+    tracing::info!(policy = %policy.display(), budgets = %budgets.display(), "file mode");
+    Ok(())
+}
+
+/// Certificates: re-read every interval; a bad new pair keeps the old one.
+fn watch_certificate(
+    cert: Arc<tls::ReloadingCert>,
+    interval: Duration,
+    shared: Arc<Shared>,
+    stop: Shutdown,
+) {
+    tokio::spawn(async move {
+        let stop = source::stopped(stop);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = &mut stop => return,
+            }
+            match cert.reload() {
+                Ok(true) => tracing::info!("serving a new TLS certificate"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload failed; still serving the previous one");
+                    shared
+                        .metrics
+                        .reload_errors
+                        .get_or_create(&SourceLabel {
+                            source: "certificate",
+                        })
+                        .inc();
+                }
+            }
+        }
+    });
+}
+
+async fn start_controller(
+    client: kube::Client,
+    opts: &ControllerOpts,
+    shared: &Arc<Shared>,
+    stop: &Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let identity = opts.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let duration = opts.lease_duration.seconds().max(2);
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &opts.lease_name)
+        .with_namespace(&opts.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot use the Lease {}/{}",
+                opts.lease_namespace, opts.lease_name
+            )
+        })?;
+    let (leader, _lease_task) = lease.watch().await;
+    {
+        let mut leader = leader.clone();
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            while leader.changed().await.is_ok() {
+                let leading = *leader.borrow_and_update();
+                tracing::info!(%identity, leading, "leadership changed");
+            }
+        });
+    }
+    let controller = Controller::new(
+        client,
+        shared.clone(),
+        SnapshotFile(opts.budgets.clone()),
+        Duration::from_secs(opts.interval.seconds()),
+        leader,
+        Some(identity),
+    );
+    Ok(tokio::spawn(controller.run(stop.clone())))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
