@@ -8,6 +8,10 @@ use budgetgate::index::{NamespaceMeta, ObjectKey, SloSignals, evaluate_budgets};
 use budgetgate::load;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
+
+// The same allocator as the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::Path;
 
 fn samples() -> &'static Path {
@@ -50,7 +54,7 @@ fn decision(c: &mut Criterion) {
             let request = parse_review(black_box(&bytes)).unwrap();
             let d = decide(&request, &index, now).unwrap();
             assert!(d.canary.is_some());
-            serde_json::to_vec(&d.mutate_response().into_review()).unwrap()
+            d.mutate_response().review_bytes()
         })
     });
 }

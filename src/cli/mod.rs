@@ -324,7 +324,7 @@ pub fn run(cli: Cli) -> ExitCode {
 fn now(state: &StateArgs) -> Result<Timestamp, BadInput> {
     match &state.now {
         Some(text) => load::parse_now(text).map_err(BadInput),
-        None => Ok(Timestamp::now()),
+        None => Ok(crate::clock::Clock::System.now()),
     }
 }
 

@@ -181,11 +181,31 @@ impl AdmissionResponse {
 
     /// The whole AdmissionReview carrying this response.
     pub fn into_review(self) -> Value {
-        serde_json::json!({
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "response": self,
-        })
+        serde_json::to_value(ReviewOut::new(&self)).unwrap_or(Value::Null)
+    }
+
+    /// The whole AdmissionReview carrying this response, as JSON bytes.
+    pub fn review_bytes(&self) -> Vec<u8> {
+        // Plain data always serializes.
+        serde_json::to_vec(&ReviewOut::new(self)).unwrap_or_default()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a AdmissionResponse,
+}
+
+impl<'a> ReviewOut<'a> {
+    fn new(response: &'a AdmissionResponse) -> Self {
+        ReviewOut {
+            api_version: API_VERSION,
+            kind: KIND,
+            response,
+        }
     }
 }
 

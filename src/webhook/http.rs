@@ -202,8 +202,7 @@ pub fn review(body: &[u8], webhook: Webhook, shared: &Shared) -> Reply {
         Webhook::Validate => decision.validate_response(),
         Webhook::Mutate => decision.mutate_response(),
     };
-    // Our own plain data always serializes.
-    let body = serde_json::to_vec(&response.into_review()).unwrap_or_default();
+    let body = response.review_bytes();
     record(
         shared,
         webhook,
