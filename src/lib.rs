@@ -2,8 +2,8 @@
 //!
 //! Pure core: [`api`] (resource shapes), [`budget`] (arithmetic), [`policy`] (tiers,
 //! bands, plans), [`decision`] (change classification and the admission answer),
-//! [`index`] (the state the decision reads). Thin I/O shells: [`load`] (file mode) and
-//! the CLI in the binary.
+//! [`index`] (the state the decision reads). Thin I/O shells: [`load`] (file mode),
+//! [`prom`]'s client (Prometheus) and the CLI in the binary.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -13,6 +13,7 @@ pub mod decision;
 pub mod index;
 pub mod load;
 pub mod policy;
+pub mod prom;
 pub mod selector;
 pub mod snapshot;
 pub mod status;
