@@ -921,3 +921,53 @@ fn prometheusrule_format_wraps_the_same_groups() {
     // 5 SLOs: 4 with a rolling period get a second group.
     assert_eq!(rules["groups"].as_array().map(Vec::len), Some(9));
 }
+
+#[test]
+fn rules_and_status_help_show_examples() {
+    for (command, example) in [
+        (
+            "rules",
+            "budgetgate rules --policy manifests/samples > budgetgate-rules.yaml",
+        ),
+        (
+            "status",
+            "budgetgate status --policy manifests/samples --prometheus http://127.0.0.1:9090",
+        ),
+    ] {
+        let out = budgetgate(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains(example),
+            "{command} --help lacks {example:?}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn status_takes_exactly_one_source_of_counts() {
+    let both = budgetgate(&[
+        "status",
+        "--policy",
+        "manifests/samples",
+        "--budgets",
+        "manifests/samples/budgets.json",
+        "--prometheus",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(
+        stderr(&both).contains(
+            "the argument '--budgets <BUDGETS>' cannot be used with '--prometheus <PROMETHEUS>'"
+        ),
+        "{}",
+        stderr(&both)
+    );
+    let neither = budgetgate(&["status", "--policy", "manifests/samples"]);
+    assert_eq!(neither.status.code(), Some(2));
+    assert!(
+        stderr(&neither).contains("the following required arguments were not provided"),
+        "{}",
+        stderr(&neither)
+    );
+}
