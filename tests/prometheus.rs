@@ -735,10 +735,14 @@ fn status_from_prometheus_equals_status_from_a_snapshot_of_the_same_counts() {
 #[test]
 fn three_hundred_slos_read_in_requests_per_window_not_per_slo() {
     let want = from_snapshot("fleet", &["fleet"]);
-    let (got, requests) = from_prometheus("fleet", &[]);
+    let (got, requests) = from_prometheus("fleet", &["--prometheus-batch-size", "300"]);
     assert_close(&got, &want, "status", &exact);
     // 7 windows + 30d, bad and total, one union of all 300 SLOs each.
     assert_eq!(requests, 8 * 2);
+    let (got, requests) = from_prometheus("fleet", &[]);
+    assert_close(&got, &want, "status", &exact);
+    // The default batch of 250: 8 × 2 × ceil(300 / 250).
+    assert_eq!(requests, 8 * 2 * 2);
     let (got, requests) = from_prometheus("fleet", &["--prometheus-batch-size", "64"]);
     assert_close(&got, &want, "status", &exact);
     // requests = windows × 2 × ceil(SLOs / batch size) = 8 × 2 × 5.

@@ -239,19 +239,24 @@ impl History {
             };
             writeln!(out, "# TYPE {family} {kind}").unwrap();
             for s in members {
-                let selector = s.selector();
-                let end = s.stops_at.unwrap_or(NOW).min(NOW);
-                let mut t = s.start;
-                while t <= end {
-                    if resolution.sampled(t) {
-                        writeln!(out, "{selector} {} {t}", s.value_at(t)).unwrap();
-                    }
-                    t += MINUTE;
-                }
+                write_samples(&mut out, s, resolution);
             }
         }
         writeln!(out, "# EOF").unwrap();
         out.flush().unwrap();
+    }
+}
+
+/// One series' samples as OpenMetrics lines (its family's `# TYPE` line comes first).
+pub fn write_samples(out: &mut impl Write, s: &Series, resolution: &Resolution) {
+    let selector = s.selector();
+    let end = s.stops_at.unwrap_or(NOW).min(NOW);
+    let mut t = s.start;
+    while t <= end {
+        if resolution.sampled(t) {
+            writeln!(out, "{selector} {} {t}", s.value_at(t)).unwrap();
+        }
+        t += MINUTE;
     }
 }
 
