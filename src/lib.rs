@@ -3,9 +3,11 @@
 //! Pure core, no I/O: [`api`] (resource shapes), [`budget`] (arithmetic), [`policy`]
 //! (tiers, bands, plans), [`decision`] (change classification and the admission answer),
 //! [`index`] (the state the decision reads), [`publish`] (the statuses the controller
-//! writes), [`snapshot`], [`status`], [`selector`].
+//! writes), [`snapshot`], [`status`], [`selector`], and [`prom`]'s query building and
+//! parsing.
 //!
 //! Thin I/O shells: [`load`] (file mode), [`source`] (file polling and cluster watches),
+//! [`prom`]'s client (Prometheus),
 //! [`webhook`] (the TLS server), [`controller`] (budget evaluation and status writes),
 //! [`certs`], and [`cli`].
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@ pub mod decision;
 pub mod index;
 pub mod load;
 pub mod policy;
+pub mod prom;
 pub mod publish;
 pub mod selector;
 pub mod snapshot;

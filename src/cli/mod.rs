@@ -5,7 +5,7 @@ use crate::api::Timestamp;
 use crate::decision::{self, AdmissionRequest, Decision, Operation, parse_review};
 use crate::index::{Index, ObjectKey};
 use crate::load::{self, LoadError};
-use crate::{api, status, table};
+use crate::{api, index, prom, status, table};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use std::io::Read;
@@ -63,8 +63,14 @@ pub enum Command {
         enforce, so it works as a CI gate.")]
     Evaluate(EvaluateArgs),
     /// Show every team's and SLO's error budget.
-    #[command(after_help = "Example:\n  \
-        budgetgate status --policy manifests/samples --budgets manifests/samples/budgets.json -o table")]
+    #[command(after_help = "Examples:\n  \
+        budgetgate status --policy manifests/samples --budgets manifests/samples/budgets.json -o table\n  \
+        budgetgate status --policy manifests/samples --prometheus http://127.0.0.1:9090 -o json\n  \
+        budgetgate status --policy manifests/samples --prometheus http://127.0.0.1:9090 --use-recording-rules\n\n\
+        With --prometheus the counts are read at --now (default: the clock) in batched queries:\n\
+        requests = distinct windows x 2 x ceil(SLOs / --prometheus-batch-size), or distinct windows x 2\n\
+        with --use-recording-rules (the rules of `budgetgate rules`). Exit 2 when Prometheus cannot\n\
+        be read after the retries.")]
     Status(StatusArgs),
     /// Serve the admission webhook over TLS (file mode or cluster mode).
     #[command(after_help = "Examples:\n  \
@@ -78,7 +84,7 @@ pub enum Command {
     Webhook(WebhookArgs),
     /// Evaluate budgets every interval and publish them (leader-elected; cluster mode).
     #[command(after_help = "Example:\n  \
-        budgetgate controller --kubeconfig e2e/.run/kubeconfig --budgets budgets.json --interval 5s\n\n\
+        budgetgate controller --kubeconfig e2e/.run/kubeconfig --prometheus http://127.0.0.1:9090 --interval 5s\n\n\
         Reads ServiceLevelObjectives, Namespaces and the ReliabilityPolicy from the cluster, evaluates\n\
         every SLO, and writes ServiceLevelObjective.status, TeamBudget objects and\n\
         ReliabilityPolicy.status.platform (field manager budgetgate) when they change. Only the holder\n\
@@ -86,7 +92,7 @@ pub enum Command {
     Controller(ControllerArgs),
     /// The webhook and the controller in one process (small clusters, demos).
     #[command(after_help = "Example:\n  \
-        budgetgate serve --kubeconfig e2e/.run/kubeconfig --budgets budgets.json --interval 5s \\\n      \
+        budgetgate serve --kubeconfig e2e/.run/kubeconfig --prometheus http://127.0.0.1:9090 --interval 5s \\\n      \
         --tls-cert-file certs/tls.crt --tls-key-file certs/tls.key --listen 127.0.0.1:8443")]
     Serve(ServeArgs),
     /// Make a CA and a serving certificate for the webhook, and print the caBundle.
@@ -95,6 +101,15 @@ pub enum Command {
         Writes ca.crt, tls.crt (with the CA appended) and tls.key (mode 0600) into --out and prints\n\
         the base64 caBundle for the webhook configurations.")]
     Certs(CertsArgs),
+    /// Print Prometheus recording rules and burn-rate alerts for the SLOs.
+    #[command(after_help = "Examples:\n  \
+        budgetgate rules --policy manifests/samples > budgetgate-rules.yaml && promtool check rules budgetgate-rules.yaml\n  \
+        budgetgate rules --policy manifests/samples --format prometheusrule | kubectl apply -n monitoring -f -\n\n\
+        Per SLO: bad and total event counts over each window of its tier and over its period\n\
+        (budgetgate:slo_bad_events:increase<w>, budgetgate:slo_events:increase<w>), the remaining\n\
+        budget (budgetgate:slo_budget_remaining:ratio), the tier's multi-window burn-rate alerts and\n\
+        a budget-exhausted alert, labelled team, tier, namespace and slo.")]
+    Rules(RulesArgs),
     /// Print the CustomResourceDefinitions of the budgetgate.dev resources as YAML.
     #[command(
         after_help = "Example:\n  budgetgate crds > manifests/crds/crds.yaml\n  budgetgate crds | kubectl apply -f -"
@@ -202,9 +217,12 @@ pub struct ProcessArgs {
 /// The budget controller.
 #[derive(clap::Args, Debug)]
 pub struct ControllerOpts {
-    /// Read SLI counts from this BudgetSnapshot file, re-read every evaluation.
-    #[arg(long, env = "BUDGETGATE_BUDGETS")]
-    pub budgets: PathBuf,
+    /// Where SLI counts come from: Prometheus (read every evaluation) or a BudgetSnapshot
+    /// file (re-read every evaluation).
+    #[command(flatten)]
+    pub source: BudgetSource,
+    #[command(flatten)]
+    pub prometheus_options: PrometheusArgs,
     /// How often budgets are evaluated and published.
     #[arg(long, env = "BUDGETGATE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub interval: api::Duration,
@@ -270,10 +288,76 @@ pub struct CertsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
+    /// ReliabilityPolicy, Namespaces, SLOs: a YAML file or a directory of them.
+    #[arg(long, env = "BUDGETGATE_POLICY")]
+    pub policy: PathBuf,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub source: BudgetSource,
+    #[command(flatten)]
+    pub prometheus_options: PrometheusArgs,
+    /// Evaluate as of this RFC 3339 time instead of the clock (with --prometheus).
+    #[arg(long, env = "BUDGETGATE_NOW")]
+    pub now: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+/// Where the counts come from: exactly one of a snapshot file or Prometheus.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct BudgetSource {
+    /// BudgetSnapshot JSON file with the SLO counts.
+    #[arg(long, env = "BUDGETGATE_BUDGETS")]
+    pub budgets: Option<PathBuf>,
+    /// Prometheus base URL to read the SLO counts from, e.g. http://prometheus:9090.
+    #[arg(long, env = "BUDGETGATE_PROMETHEUS")]
+    pub prometheus: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PrometheusArgs {
+    /// Timeout of each Prometheus request.
+    #[arg(long, env = "BUDGETGATE_PROMETHEUS_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub prometheus_timeout: api::Duration,
+    /// Retries of a failed Prometheus request, with backoff doubling from 250ms.
+    #[arg(long, env = "BUDGETGATE_PROMETHEUS_RETRIES", default_value_t = 2)]
+    pub prometheus_retries: u32,
+    /// SLOs per batched Prometheus query.
+    #[arg(long, env = "BUDGETGATE_PROMETHEUS_BATCH_SIZE", default_value_t = prom::client::DEFAULT_BATCH_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub prometheus_batch_size: u32,
+    /// Read the series recorded by the rules of `budgetgate rules` instead of the SLOs' own.
+    #[arg(long, env = "BUDGETGATE_USE_RECORDING_RULES")]
+    pub use_recording_rules: bool,
+}
+
+impl PrometheusArgs {
+    pub fn config(&self, url: &str) -> prom::PromConfig {
+        prom::PromConfig {
+            timeout: std::time::Duration::from_secs(self.prometheus_timeout.seconds()),
+            retries: self.prometheus_retries,
+            batch_size: self.prometheus_batch_size as usize,
+            use_recording_rules: self.use_recording_rules,
+            ..prom::PromConfig::new(url)
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RulesArgs {
+    /// ReliabilityPolicy, Namespaces, SLOs: a YAML file or a directory of them.
+    #[arg(long, env = "BUDGETGATE_POLICY")]
+    pub policy: PathBuf,
+    /// A Prometheus rule file, or a monitoring.coreos.com/v1 PrometheusRule.
+    #[arg(long, env = "BUDGETGATE_RULES_FORMAT", value_enum, default_value_t = RulesFormat::Rules)]
+    pub format: RulesFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RulesFormat {
+    Rules,
+    #[value(name = "prometheusrule")]
+    PrometheusRule,
 }
 
 /// A failure of the command: bad input (exit 2).
@@ -305,6 +389,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Evaluate(args) => evaluate(&args),
         Command::Status(args) => status_cmd(&args),
+        Command::Rules(args) => rules_cmd(&args).map(|()| true),
         Command::Crds => crds().map(|()| true),
         Command::Certs(args) => certs(&args).map(|()| true),
         Command::Webhook(args) => return serve::run(serve::Role::Webhook(args)),
@@ -322,7 +407,11 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn now(state: &StateArgs) -> Result<Timestamp, BadInput> {
-    match &state.now {
+    clock(state.now.as_ref())
+}
+
+fn clock(now: Option<&String>) -> Result<Timestamp, BadInput> {
+    match now {
         Some(text) => load::parse_now(text).map_err(BadInput),
         None => Ok(crate::clock::Clock::System.now()),
     }
@@ -529,8 +618,20 @@ fn verdict_table(decisions: &[Decision]) -> String {
 }
 
 fn status_cmd(args: &StatusArgs) -> Result<bool, BadInput> {
-    let _ = now(&args.state)?;
-    let index = load_state(&args.state)?;
+    let now = clock(args.now.as_ref())?;
+    let index = match (&args.source.budgets, &args.source.prometheus) {
+        (Some(budgets), _) => load_state(&StateArgs {
+            policy: args.policy.clone(),
+            budgets: budgets.clone(),
+            now: None,
+        })?,
+        (None, Some(url)) => prometheus_state(&args.policy, url, &args.prometheus_options, now)?,
+        (None, None) => {
+            return Err(BadInput(
+                "one of --budgets or --prometheus is required".into(),
+            ));
+        }
+    };
     let report = status::report(&index);
     match args.output {
         Output::Json => print_json(&report),
@@ -550,6 +651,67 @@ fn certs(args: &CertsArgs) -> Result<(), BadInput> {
         issued.key.display()
     );
     println!("{}", issued.ca_bundle);
+    Ok(())
+}
+
+/// File-mode policy plus budgets evaluated from Prometheus counts read at `now`.
+fn prometheus_state(
+    policy: &Path,
+    url: &str,
+    options: &PrometheusArgs,
+    now: Timestamp,
+) -> Result<Index, BadInput> {
+    let (mut index, notes) = load::load_policy(policy)?;
+    for note in notes {
+        tracing::info!("{note}");
+    }
+    let config = options.config(url);
+    let started = std::time::Instant::now();
+    let evaluation =
+        prom::evaluate_blocking(&index, now, &config).map_err(|e| BadInput(e.to_string()))?;
+    for note in &evaluation.notes {
+        tracing::warn!("{note}");
+    }
+    tracing::info!(
+        prometheus = url,
+        slos = evaluation.slos.len(),
+        windows = evaluation.ranges,
+        requests = evaluation.requests,
+        recording_rules = config.use_recording_rules,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "read SLO counts from Prometheus"
+    );
+    let Some(policy) = &index.policy else {
+        return Err(BadInput(
+            "no ReliabilityPolicy to judge the budgets against".into(),
+        ));
+    };
+    index.budgets = index::evaluate_budgets(
+        policy,
+        &index.namespaces,
+        &evaluation.slos,
+        evaluation.evaluated_at,
+    );
+    Ok(index)
+}
+
+fn rules_cmd(args: &RulesArgs) -> Result<(), BadInput> {
+    let (index, notes) = load::load_policy(&args.policy)?;
+    for note in notes {
+        tracing::info!("{note}");
+    }
+    let (file, notes) = prom::rules::rule_file(&index);
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+    let yaml = match args.format {
+        RulesFormat::Rules => serde_yaml_ng::to_string(&file),
+        RulesFormat::PrometheusRule => serde_yaml_ng::to_string(&file.into_prometheus_rule()),
+    };
+    print!(
+        "{}",
+        yaml.map_err(|e| BadInput(format!("cannot write the rules: {e}")))?
+    );
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use super::{ControllerOpts, ProcessArgs, ServeArgs, TlsArgs, WebhookArgs};
 use crate::clock::Clock;
-use crate::controller::{Controller, SnapshotFile};
+use crate::controller::{AnySource, Controller, PrometheusSource, SnapshotFile};
 use crate::load;
 use crate::source::{self, Shutdown};
 use crate::webhook::metrics::SourceLabel;
@@ -256,7 +256,13 @@ async fn start_controller(
     let controller = Controller::new(
         client,
         shared.clone(),
-        SnapshotFile(opts.budgets.clone()),
+        match (&opts.source.prometheus, &opts.source.budgets) {
+            (Some(url), _) => {
+                AnySource::Prometheus(PrometheusSource(opts.prometheus_options.config(url)))
+            }
+            (None, Some(file)) => AnySource::Snapshot(SnapshotFile(file.clone())),
+            (None, None) => anyhow::bail!("--prometheus or --budgets is required"),
+        },
         Duration::from_secs(opts.interval.seconds()),
         leader,
         Some(identity),

@@ -56,6 +56,55 @@ impl SignalSource for SnapshotFile {
     }
 }
 
+/// Prometheus, read every evaluation in batched queries.
+pub struct PrometheusSource(pub crate::prom::PromConfig);
+
+impl SignalSource for PrometheusSource {
+    async fn read(
+        &self,
+        index: &Index,
+        now: Timestamp,
+    ) -> Result<(Vec<SloSignals>, Timestamp), String> {
+        let evaluation = crate::prom::evaluate(index, now, &self.0)
+            .await
+            .map_err(|e| e.to_string())?;
+        for note in &evaluation.notes {
+            tracing::debug!("{note}");
+        }
+        Ok((evaluation.slos, evaluation.evaluated_at))
+    }
+
+    fn describe(&self) -> String {
+        format!("Prometheus {}", self.0.url)
+    }
+}
+
+/// One of the sources, chosen on the command line.
+pub enum AnySource {
+    Prometheus(PrometheusSource),
+    Snapshot(SnapshotFile),
+}
+
+impl SignalSource for AnySource {
+    async fn read(
+        &self,
+        index: &Index,
+        now: Timestamp,
+    ) -> Result<(Vec<SloSignals>, Timestamp), String> {
+        match self {
+            AnySource::Prometheus(s) => s.read(index, now).await,
+            AnySource::Snapshot(s) => s.read(index, now).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            AnySource::Prometheus(s) => s.describe(),
+            AnySource::Snapshot(s) => s.describe(),
+        }
+    }
+}
+
 pub struct Controller<S> {
     pub client: Client,
     pub shared: Arc<Shared>,
