@@ -248,6 +248,23 @@ pub fn track_incidents(
     incidents
 }
 
+/// Conditions saying budgets could not be evaluated: `Ready` False and `Stale` True with
+/// the reason, so `kubectl describe` shows why budgets stopped moving.
+pub fn stale_conditions(error: &str, now: Timestamp) -> Vec<Condition> {
+    let message: String = error.chars().take(1_000).collect();
+    ["Ready", "Stale"]
+        .iter()
+        .map(|type_| Condition {
+            type_: (*type_).into(),
+            status: if *type_ == "Stale" { "True" } else { "False" }.into(),
+            reason: "EvaluationFailed".into(),
+            message: format!("budgets are not being updated: {message}; admission follows onStale once they are older than staleAfter"),
+            last_transition_time: Time(now),
+            observed_generation: None,
+        })
+        .collect()
+}
+
 /// Whether a status must be written: its content changed (evaluation times and condition
 /// transition times aside), or it carries a newer evaluation and the one in the cluster is
 /// `heartbeat` old — so readers can tell live budgets from a stopped controller.
@@ -515,6 +532,29 @@ mod tests {
 
     fn at_minute(m: i64) -> Timestamp {
         at(m)
+    }
+
+    #[test]
+    fn a_failed_evaluation_is_ready_false_and_stale_true_with_the_reason() {
+        let c = stale_conditions(
+            "Prometheus http://p:9090 unavailable after 3 attempts: connection refused",
+            at(0),
+        );
+        let summary: Vec<_> = c
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Ready", "False", "EvaluationFailed"),
+                ("Stale", "True", "EvaluationFailed")
+            ]
+        );
+        assert_eq!(
+            c[1].message,
+            "budgets are not being updated: Prometheus http://p:9090 unavailable after 3 attempts: connection refused; admission follows onStale once they are older than staleAfter"
+        );
     }
 
     #[test]

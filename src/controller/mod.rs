@@ -164,6 +164,7 @@ impl<S: SignalSource> Controller<S> {
                 Ok(written) => tracing::debug!(written, "budgets evaluated"),
                 Err(e) => {
                     tracing::warn!(error = %e, "budget evaluation failed; budgets go stale and admission follows onStale");
+                    self.mark_stale(&e).await;
                     self.shared
                         .metrics
                         .reload_errors
@@ -273,6 +274,39 @@ impl<S: SignalSource> Controller<S> {
                 .map_err(|e| format!("writing the status of ReliabilityPolicy {name}: {e}"))?;
         }
         Ok(written)
+    }
+
+    /// Says on the policy and every TeamBudget why budgets stopped updating. A merge patch,
+    /// so the published budgets stay as they were (server-side apply of conditions alone
+    /// would drop them); the next good evaluation replaces these conditions.
+    async fn mark_stale(&self, error: &str) {
+        if !self.leading() {
+            return;
+        }
+        let index = self.shared.index.load_full();
+        let conditions = publish::stale_conditions(error, self.shared.clock.now());
+        let patch = json!({"status": {"conditions": conditions}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        if let Some(name) = &index.policy_name {
+            let api = Api::<ReliabilityPolicy>::all(self.client.clone());
+            if let Err(e) = api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+                tracing::debug!(error = %e, "could not mark the policy stale");
+            }
+        }
+        let teams = Api::<TeamBudget>::all(self.client.clone());
+        let names: std::collections::BTreeSet<&String> =
+            index.budgets.teams.keys().map(|(team, _)| team).collect();
+        for team in names {
+            if let Err(e) = teams
+                .patch_status(team, &params, &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(%team, error = %e, "could not mark a TeamBudget stale");
+            }
+        }
     }
 
     async fn event(&self, team: &str, change: &publish::BandChange) {
