@@ -253,13 +253,13 @@ impl<S: SignalSource> Controller<S> {
                     .map_err(|e| format!("creating TeamBudget {team}: {e}"))?;
             }
             let patch = json!({"apiVersion": "budgetgate.dev/v1alpha1", "kind": "TeamBudget", "status": status});
-            teams
+            let updated = teams
                 .patch_status(team, &params, &Patch::Apply(&patch))
                 .await
                 .map_err(|e| format!("writing the status of TeamBudget {team}: {e}"))?;
             written += 1;
             for change in publish::band_changes(team, before, status) {
-                self.event(team, &change).await;
+                self.event(&updated, &change).await;
             }
         }
         if let Some(name) = self.shared.index.load().policy_name.clone() {
@@ -309,13 +309,12 @@ impl<S: SignalSource> Controller<S> {
         }
     }
 
-    async fn event(&self, team: &str, change: &publish::BandChange) {
-        let reference = ObjectReference {
-            api_version: Some("budgetgate.dev/v1alpha1".into()),
-            kind: Some("TeamBudget".into()),
-            name: Some(team.to_owned()),
-            ..Default::default()
-        };
+    /// Records a band change on the TeamBudget (with its uid, so `kubectl describe
+    /// teambudget` lists it).
+    async fn event(&self, team_budget: &TeamBudget, change: &publish::BandChange) {
+        use kube::Resource;
+        let team = team_budget.name_any();
+        let reference: ObjectReference = team_budget.object_ref(&());
         let event = Event {
             type_: if change.worse {
                 EventType::Warning
