@@ -24,6 +24,7 @@ pub mod load;
 pub mod policy;
 pub mod prom;
 pub mod publish;
+pub mod rollout;
 pub mod selector;
 pub mod snapshot;
 pub mod source;
