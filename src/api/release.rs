@@ -78,6 +78,17 @@ pub struct ReleaseStatus {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+    /// Consecutive failed health checks of the current stage (the canary rolls back at
+    /// the tier's `consecutiveFailures`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_checks: u32,
+    /// When the current run of failed checks began (burn detected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

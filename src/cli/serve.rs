@@ -253,6 +253,14 @@ async fn start_controller(
             }
         });
     }
+    tokio::spawn(crate::controller::rollout::run(
+        client.clone(),
+        shared.clone(),
+        leader.clone(),
+        Duration::from_secs(opts.interval.seconds()),
+        Some(identity.clone()),
+        stop.clone(),
+    ));
     let controller = Controller::new(
         client,
         shared.clone(),

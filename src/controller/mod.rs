@@ -22,6 +22,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod rollout;
+
 pub const FIELD_MANAGER: &str = "budgetgate";
 
 /// Where SLI counts come from.

@@ -32,6 +32,18 @@ pub struct SourceLabel {
     pub source: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub team: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    pub namespace: String,
+    pub deployment: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -40,6 +52,9 @@ pub struct Metrics {
     pub would_deny: Family<NamespaceLabel, Counter>,
     pub rejected: Family<SourceLabel, Counter>,
     pub reload_errors: Family<SourceLabel, Counter>,
+    pub rollouts: Family<OutcomeLabels, Counter>,
+    pub rollout_stage: Family<DeploymentLabels, Gauge>,
+    pub rollback_seconds: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,8 +106,31 @@ impl Default for Metrics {
             "Failed reloads of policy, budget or certificate files (the last good state stays)",
             reload_errors.clone(),
         );
+        let rollouts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "rollouts",
+            "Finished releases by team and outcome (promoted, rolled_back, superseded, direct, observed, failed)",
+            rollouts.clone(),
+        );
+        let rollout_stage = Family::<DeploymentLabels, Gauge>::default();
+        registry.register(
+            "rollout_stage",
+            "Current canary stage of each Deployment with a canary in progress (1 = first)",
+            rollout_stage.clone(),
+        );
+        let rollback_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 12),
+        );
+        registry.register(
+            "rollback_seconds",
+            "Time from the first failed canary check (burn detected) to the stable template restored",
+            rollback_seconds.clone(),
+        );
         Metrics {
             registry,
+            rollouts,
+            rollout_stage,
+            rollback_seconds,
             requests,
             duration,
             state_age,

@@ -1,0 +1,242 @@
+# Canary scenarios (DESIGN §7), sourced by e2e/run; `e2e/run canary` runs just these.
+#
+# They use tier "canary" (added to the platform policy below): the samples' bands with
+# pauses of seconds instead of minutes, so a whole plan runs in well under a minute, and a
+# staleAfter of 15 s so missing metrics show quickly. Budgets come from the snapshot
+# (exact burn per window, see e2e/lib/snapshot.py), the analysis window is 5m.
+
+CANARY=(
+  canary_good_release_walks_every_stage_and_is_promoted
+  canary_burning_release_is_rolled_back
+  canary_holds_while_metrics_are_unavailable_and_resumes
+  canary_resumes_at_the_same_stage_after_the_controller_is_killed
+  canary_new_template_mid_canary_supersedes
+  canary_scaling_mid_canary_keeps_the_replica_count
+  canary_caution_band_is_slower_than_healthy
+)
+NAMESPACES+=(e2e-cy-good e2e-cy-burn e2e-cy-hold e2e-cy-kill e2e-cy-super e2e-cy-hpa e2e-cy-bands)
+
+# The snapshot stands for a live source: keep its evaluatedAt fresh (every 2 s) so the
+# canary tier's 15 s staleAfter only trips when a scenario breaks the source on purpose.
+start_snapshot_refresh() {
+  (while sleep 2; do python3 "$E2E_DIR/lib/snapshot.py" "$SNAP" touch 2>/dev/null; done) &
+  SNAPSHOT_REFRESH=$!
+}
+
+canary_tier() {
+  k patch reliabilitypolicy platform --type merge -p '{"spec": {"tiers": {"canary": {
+    "enforcement": "enforce", "window": "30d", "staleAfter": "15s", "onStale": "allow",
+    "bands": [
+      {"name": "healthy",  "minRemaining": 0.5,  "plan": {"steps": [25, 50, 100], "pause": "4s"}},
+      {"name": "caution",  "minRemaining": 0.25, "plan": {"steps": [10, 25, 50, 100], "pause": "6s"}},
+      {"name": "critical", "minRemaining": 0,    "plan": {"steps": [5, 10, 25, 50, 100], "pause": "8s"}}],
+    "canary": {"analysisWindow": "5m", "abortBurnRate": 14.4, "consecutiveFailures": 2, "progressDeadline": "60s"}}}}}' >/dev/null
+}
+
+# canary_namespace NS REMAINING: a progressive namespace of its own team in tier canary,
+# with that budget, and Deployment web (9 replicas, image v1) running.
+canary_namespace() {
+  local ns=$1 remaining=$2
+  team_namespace "$ns" "$ns" budgetgate.dev/tier=canary budgetgate.dev/progressive=true
+  budget "$ns" "$remaining" || return 1
+  k -n "$ns" create deployment web --image=registry.example/web:v1 --replicas=9 >/dev/null &&
+    k -n "$ns" rollout status deploy/web --timeout=60s >/dev/null
+}
+
+# stage_of NS: "STAGE/CANARY_REPLICAS/PHASE" of Deployment web right now.
+stage_of() {
+  local ns=$1 stage replicas phase
+  stage=$(k -n "$ns" get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/stage}' 2>/dev/null)
+  replicas=$(k -n "$ns" get deploy web-canary -o jsonpath='{.spec.replicas}' 2>/dev/null)
+  phase=$(newest_release "$ns" '{.status.phase}')
+  echo "${stage:--}/${replicas:--}/${phase:--}"
+}
+
+# newest_release NS JSONPATH: the field of the newest Release of web.
+newest_release() {
+  k -n "$1" get releases -l budgetgate.dev/deployment=web --sort-by=.metadata.name -o json 2>/dev/null |
+    python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+items.sort(key=lambda r: (r["metadata"]["creationTimestamp"], int(r["metadata"]["name"].rsplit("-", 1)[1])))
+path = sys.argv[1].strip("{}.").split(".")
+v = items[-1] if items else {}
+for p in path:
+    v = v.get(p, {}) if isinstance(v, dict) else {}
+print(v if v != {} else "")' "$2"
+}
+
+# follow NS UNTIL_PHASES TIMEOUT: polls stage_of every 0.25 s, records each distinct
+# "stage/replicas" while a canary runs, until the newest Release is in one of the phases
+# (space separated). Prints the sequence, e.g. "0/3 1/9 promoting/9", then the phase.
+follow() {
+  local ns=$1 until=$2 timeout=$3 seen="" last="" now phase state t0=$SECONDS
+  while ((SECONDS - t0 < timeout)); do
+    state=$(stage_of "$ns")
+    phase=${state##*/}
+    now=${state%/*}
+    if [[ $now != "$last" && $now != -/* && $now != */- ]]; then
+      seen+="${seen:+ }$now"
+      last=$now
+    fi
+    if [[ " $until " == *" $phase "* ]]; then
+      echo "$seen => $phase"
+      return 0
+    fi
+    sleep 0.25
+  done
+  echo "$seen => timeout (${phase:-none})"
+  return 1
+}
+
+events_of() { k -n "$1" get events --field-selector "involvedObject.name=web,involvedObject.kind=Deployment" -o jsonpath='{range .items[*]}{.reason}{" "}{end}'; }
+
+scenario_canary_good_release_walks_every_stage_and_is_promoted() {
+  canary_namespace e2e-cy-good 0.8 || return 1
+  local t0 out seq rev
+  t0=$(date +%s%N)
+  k -n e2e-cy-good set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  seq=$(follow e2e-cy-good Promoted 90) || fail "no promotion: $seq" || return 1
+  local ms=$((($(date +%s%N) - t0) / 1000000))
+  # healthy band: 25% of 9 = 3 canary pods, 50% = 9, then the promotion.
+  expect_eq "stages" "$seq" "0/3 1/9 promoting/9 => Promoted" || return 1
+  k -n e2e-cy-good rollout status deploy/web --timeout=30s >/dev/null
+  rev=$(newest_release e2e-cy-good '{.spec.revision}')
+  expect_eq "image" "$(image_of e2e-cy-good web)" registry.example/web:v2 &&
+    expect_eq "paused" "$(k -n e2e-cy-good get deploy web -o jsonpath='{.spec.paused}')" "" &&
+    expect_eq "history" "$(k -n e2e-cy-good get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/history}')" "$rev" &&
+    expect_eq "canary gone" "$(k -n e2e-cy-good get deploy web-canary -o name 2>&1 | grep -c NotFound)" 1 &&
+    expect_eq "replicas" "$(k -n e2e-cy-good get deploy web -o jsonpath='{.spec.replicas}')" 9 &&
+    expect_eq "release" "$(newest_release e2e-cy-good '{.spec.band}') $(newest_release e2e-cy-good '{.status.reason}')" \
+      "healthy promoted after 2 stage(s) of plan 25,50,100 every 4s" || return 1
+  out=$(events_of e2e-cy-good)
+  expect_has "events" "$out" "CanaryStarted CanaryCreated" &&
+    expect_has "events" "$out" "StageAdvanced" && expect_has "events" "$out" "Promoting Promoted" || return 1
+  out=$(k -n e2e-cy-good describe deploy web)
+  expect_has "describe" "$out" "revision $rev promoted and rolled out; canary removed" || return 1
+  echo "promoted ${ms} ms after kubectl set image (plan 25,50,100 every 4s)" >"$OUT/detail"
+}
+
+scenario_canary_burning_release_is_rolled_back() {
+  canary_namespace e2e-cy-burn 0.8 || return 1
+  local seq rev t0 ms out
+  k -n e2e-cy-burn set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  # Wait for the canary to run, then burn the budget at page rate (20x > abortBurnRate 14.4).
+  seq=$(follow e2e-cy-burn Progressing 30) || fail "no canary: $seq" || return 1
+  for ((i = 0; i < 40; i++)); do [[ $(stage_of e2e-cy-burn) == 0/3/* ]] && break; sleep 0.25; done
+  t0=$(date +%s%N)
+  snapshot set e2e-cy-burn avail 99.9 0.7 --paging
+  seq=$(follow e2e-cy-burn "RolledBack Promoted" 60) || fail "no rollback: $seq" || return 1
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  expect_eq "outcome" "${seq##*=> }" RolledBack || return 1
+  rev=$(newest_release e2e-cy-burn '{.spec.revision}')
+  k -n e2e-cy-burn rollout status deploy/web --timeout=30s >/dev/null
+  expect_eq "image restored" "$(image_of e2e-cy-burn web)" registry.example/web:v1 &&
+    expect_eq "paused" "$(k -n e2e-cy-burn get deploy web -o jsonpath='{.spec.paused}')" "" &&
+    expect_eq "rolled-back-revision" "$(k -n e2e-cy-burn get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/rolled-back-revision}')" "$rev" &&
+    expect_eq "canary gone" "$(k -n e2e-cy-burn get deploy web-canary -o name 2>&1 | grep -c NotFound)" 1 &&
+    expect_eq "reason" "$(newest_release e2e-cy-burn '{.status.reason}')" \
+      "SLO e2e-cy-burn/avail burns 20.0x over 5m, above abortBurnRate 14.4x (2 checks in a row)" || return 1
+  out=$(k -n e2e-cy-burn describe deploy web)
+  expect_has "describe" "$out" "CanaryUnhealthy" && expect_has "describe" "$out" "RolledBack" || return 1
+  out=$(k -n e2e-cy-burn get releases)
+  expect_has "get releases" "$out" "RolledBack" || return 1
+  echo "rolled back ${ms} ms after the burn reached the snapshot (interval ${INTERVAL}s, 2 failed checks)" >"$OUT/detail"
+}
+
+scenario_canary_holds_while_metrics_are_unavailable_and_resumes() {
+  canary_namespace e2e-cy-hold 0.4 || return 1   # caution: 10,25,50,100 every 6s
+  local seq before after i release
+  k -n e2e-cy-hold set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-hold) == 0/1/Progressing ]] && break; sleep 0.25; done
+  # The SLI's series go missing: no burn over the analysis window.
+  snapshot set e2e-cy-hold avail 99.9 0.4 --missing-windows
+  release=$(newest_release e2e-cy-hold '{.metadata.name}')
+  for ((i = 0; i < 60; i++)); do
+    [[ $(k -n e2e-cy-hold get release "$release" -o jsonpath='{.status.conditions[?(@.type=="MetricsUnavailable")].status}') == True ]] && break
+    sleep 0.5
+  done
+  before=$(stage_of e2e-cy-hold)
+  sleep 8   # longer than the 6 s pause: a healthy stage would have advanced
+  after=$(stage_of e2e-cy-hold)
+  snapshot set e2e-cy-hold avail 99.9 0.4
+  [[ $before == [01]/[13]/Progressing ]] || fail "held at [$before], want stage 0 or 1 Progressing" || return 1
+  expect_eq "still held" "$after" "$before" &&
+    expect_has "condition" "$(k -n e2e-cy-hold get release "$release" -o jsonpath='{.status.conditions[0].message}')" "no burn rate over 5m" || return 1
+  seq=$(follow e2e-cy-hold "Promoted RolledBack" 90) || fail "did not resume: $seq" || return 1
+  expect_eq "after the outage" "${seq##*=> }" Promoted &&
+    expect_eq "condition cleared" "$(k -n e2e-cy-hold get release "$release" -o jsonpath='{.status.conditions[?(@.type=="MetricsUnavailable")].status}')" False &&
+    expect_has "events" "$(events_of e2e-cy-hold)" "MetricsUnavailable"
+}
+
+scenario_canary_resumes_at_the_same_stage_after_the_controller_is_killed() {
+  canary_namespace e2e-cy-kill 0.8 || return 1
+  local i at_kill at_restart seq releases
+  k -n e2e-cy-kill set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-kill) == 1/9/Progressing ]] && break; sleep 0.25; done
+  at_kill=$(k -n e2e-cy-kill get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/stage} {.metadata.annotations.budgetgate\.dev/stage-started-at}')
+  "$E2E_DIR/cluster" restart-budgetgate --kill >/dev/null || fail "restart failed" || return 1
+  at_restart=$(k -n e2e-cy-kill get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/stage} {.metadata.annotations.budgetgate\.dev/stage-started-at}')
+  seq=$(follow e2e-cy-kill "Promoted RolledBack" 90) || fail "did not finish: $seq" || return 1
+  releases=$(k -n e2e-cy-kill get releases -o name | wc -l)
+  expect_eq "stage when killed" "${at_kill%% *}" 1 &&
+    expect_eq "same stage and start after the restart" "$at_restart" "$at_kill" &&
+    expect_eq "finished" "$seq" "1/9 promoting/9 => Promoted" &&
+    expect_eq "one Release (v1 Direct + v2)" "$releases" 2
+}
+
+scenario_canary_new_template_mid_canary_supersedes() {
+  canary_namespace e2e-cy-super 0.8 || return 1
+  local i first second
+  k -n e2e-cy-super set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-super) == 1/9/Progressing ]] && break; sleep 0.25; done
+  first=$(newest_release e2e-cy-super '{.metadata.name}')
+  k -n e2e-cy-super set image deploy/web web=registry.example/web:v3 >/dev/null || fail "set image v3" || return 1
+  for ((i = 0; i < 80; i++)); do
+    [[ $(k -n e2e-cy-super get deploy web-canary -o jsonpath='{.spec.template.spec.containers[0].image}' 2>/dev/null) == registry.example/web:v3 ]] && break
+    sleep 0.25
+  done
+  second=$(newest_release e2e-cy-super '{.metadata.name}')
+  expect_eq "old release" "$(k -n e2e-cy-super get release "$first" -o jsonpath='{.status.phase}')" Superseded &&
+    expect_eq "canary image" "$(k -n e2e-cy-super get deploy web-canary -o jsonpath='{.spec.template.spec.containers[0].image}')" registry.example/web:v3 &&
+    expect_eq "restarted at" "$(stage_of e2e-cy-super)" "0/3/Progressing" || return 1
+  [[ $first != "$second" ]] || fail "no new Release" || return 1
+  local seq
+  seq=$(follow e2e-cy-super "Promoted RolledBack" 90) || fail "did not finish: $seq" || return 1
+  expect_eq "outcome" "${seq##*=> }" Promoted && expect_eq "image" "$(image_of e2e-cy-super web)" registry.example/web:v3
+}
+
+scenario_canary_scaling_mid_canary_keeps_the_replica_count() {
+  canary_namespace e2e-cy-hpa 0.8 || return 1
+  local i seq
+  # An HPA owns spec.replicas (no metrics server here, so we move replicas the way it would).
+  k -n e2e-cy-hpa autoscale deploy web --min=3 --max=12 >/dev/null || fail "autoscale" || return 1
+  k -n e2e-cy-hpa set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-hpa) == 0/3/Progressing ]] && break; sleep 0.25; done
+  k -n e2e-cy-hpa scale deploy web --replicas=12 >/dev/null || fail "scale" || return 1
+  seq=$(follow e2e-cy-hpa "Promoted RolledBack" 90) || fail "did not finish: $seq" || return 1
+  # 25% of 12 = 4 canary pods once scaled; 50% = 12.
+  expect_has "canary follows the new size" "$seq" "0/4" && expect_has "stage 1" "$seq" "1/12" &&
+    expect_eq "outcome" "${seq##*=> }" Promoted &&
+    expect_eq "replicas kept" "$(k -n e2e-cy-hpa get deploy web -o jsonpath='{.spec.replicas}')" 12
+}
+
+scenario_canary_caution_band_is_slower_than_healthy() {
+  canary_namespace e2e-cy-bands 0.8 || return 1
+  local t0 healthy caution seq_h seq_c
+  t0=$SECONDS
+  k -n e2e-cy-bands set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  seq_h=$(follow e2e-cy-bands "Promoted RolledBack" 90) || fail "healthy: $seq_h" || return 1
+  healthy=$((SECONDS - t0))
+  k -n e2e-cy-bands rollout status deploy/web --timeout=30s >/dev/null
+  budget e2e-cy-bands 0.4 || return 1
+  t0=$SECONDS
+  k -n e2e-cy-bands set image deploy/web web=registry.example/web:v3 >/dev/null || fail "set image v3" || return 1
+  seq_c=$(follow e2e-cy-bands "Promoted RolledBack" 120) || fail "caution: $seq_c" || return 1
+  caution=$((SECONDS - t0))
+  expect_eq "healthy plan" "$seq_h" "0/3 1/9 promoting/9 => Promoted" &&
+    expect_eq "caution plan" "$seq_c" "0/1 1/3 2/9 promoting/9 => Promoted" &&
+    expect_eq "caution band" "$(newest_release e2e-cy-bands '{.spec.band}')" caution || return 1
+  ((caution > healthy)) || fail "caution took ${caution}s, healthy ${healthy}s" || return 1
+  echo "healthy band promoted in ${healthy}s (3 steps every 4s), caution in ${caution}s (4 steps every 6s)" >"$OUT/detail"
+}
