@@ -332,10 +332,21 @@ impl<S: SignalSource> Controller<S> {
             }
             let api = Api::<ServiceLevelObjective>::namespaced(self.client.clone(), &key.namespace);
             let patch = json!({"apiVersion": "budgetgate.dev/v1alpha1", "kind": "ServiceLevelObjective", "status": status});
-            api.patch_status(&key.name, &params, &Patch::Apply(&patch))
+            match api
+                .patch_status(&key.name, &params, &Patch::Apply(&patch))
                 .await
-                .map_err(|e| format!("writing the status of ServiceLevelObjective {key}: {e}"))?;
-            written += 1;
+            {
+                Ok(_) => written += 1,
+                // Deleted since the index saw it: nothing to publish to.
+                Err(kube::Error::Api(status)) if status.is_not_found() => {
+                    tracing::debug!(slo = %key, "ServiceLevelObjective deleted before its status was written");
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "writing the status of ServiceLevelObjective {key}: {e}"
+                    ));
+                }
+            }
         }
         let teams = Api::<TeamBudget>::all(self.client.clone());
         for (team, status) in &published.teams {
