@@ -756,4 +756,46 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    fn controller_source(args: &[&str]) -> Result<(bool, bool), clap::error::ErrorKind> {
+        let argv = ["budgetgate", "controller"].iter().chain(args);
+        match Cli::try_parse_from(argv).map_err(|e| e.kind())?.command {
+            Command::Controller(a) => Ok((
+                a.controller.source.budgets.is_some(),
+                a.controller.source.prometheus.is_some(),
+            )),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn controller_takes_a_snapshot_prometheus_or_both_but_not_neither() {
+        let prom = ["--prometheus", "http://127.0.0.1:9090"];
+        let snap = ["--budgets", "budgets.json"];
+        assert_eq!(controller_source(&prom), Ok((false, true)));
+        assert_eq!(controller_source(&snap), Ok((true, false)));
+        assert_eq!(controller_source(&[snap, prom].concat()), Ok((true, true)));
+        assert_eq!(
+            controller_source(&[]),
+            Err(clap::error::ErrorKind::MissingRequiredArgument)
+        );
+    }
+
+    #[test]
+    fn status_still_takes_exactly_one_source() {
+        let argv = [
+            "budgetgate",
+            "status",
+            "--policy",
+            "p",
+            "--budgets",
+            "b",
+            "--prometheus",
+            "http://p",
+        ];
+        assert_eq!(
+            Cli::try_parse_from(argv).map(|_| ()).map_err(|e| e.kind()),
+            Err(clap::error::ErrorKind::ArgumentConflict)
+        );
+    }
 }
