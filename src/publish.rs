@@ -65,6 +65,11 @@ pub fn publish(index: &Index, budgets: &Budgets, previous: &Previous, now: Times
     let mut out = Published::default();
     let evaluated_at = budgets.evaluated_at.map(Time);
     for (key, a) in &budgets.slos {
+        // A snapshot entry without a ServiceLevelObjective object still counts toward its
+        // team, but has no object to carry a status (writing one would fail the evaluation).
+        if !index.slos.contains_key(key) {
+            continue;
+        }
         let before = previous
             .slos
             .get(key)
@@ -453,6 +458,28 @@ mod tests {
         }
         assert_eq!(incidents.len(), INCIDENT_HISTORY);
         assert_eq!(incidents[0].start, Time(at(50)));
+    }
+
+    #[test]
+    fn statuses_are_published_only_for_slos_that_exist() {
+        let (mut index, _) = crate::load::load_state(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/samples")),
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/manifests/samples/budgets.json"
+            )),
+        )
+        .unwrap();
+        let deleted = ObjectKey::new("shop", "checkout-availability");
+        assert!(index.budgets.slos.contains_key(&deleted));
+        index.slos.remove(&deleted);
+        let published = publish(&index, &index.budgets, &Previous::default(), at(0));
+        assert!(!published.slos.contains_key(&deleted));
+        assert!(
+            published
+                .slos
+                .contains_key(&ObjectKey::new("shop", "cart-latency"))
+        );
     }
 
     #[test]

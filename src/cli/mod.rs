@@ -88,12 +88,16 @@ pub enum Command {
         Reads ServiceLevelObjectives, Namespaces and the ReliabilityPolicy from the cluster, evaluates\n\
         every SLO, and writes ServiceLevelObjective.status, TeamBudget objects and\n\
         ReliabilityPolicy.status.platform (field manager budgetgate) when they change. Only the holder\n\
-        of the Lease writes; band changes are recorded as Events on the TeamBudget.")]
+        of the Lease writes; band changes are recorded as Events on the TeamBudget.\n\n\
+        --budgets FILE with --prometheus URL layers a BudgetSnapshot over Prometheus: the SLOs the\n\
+        snapshot lists take its counts, every other SLO is read from Prometheus (what-if, tests).")]
     Controller(ControllerArgs),
     /// The webhook and the controller in one process (small clusters, demos).
     #[command(after_help = "Example:\n  \
         budgetgate serve --kubeconfig e2e/.run/kubeconfig --prometheus http://127.0.0.1:9090 --interval 5s \\\n      \
-        --tls-cert-file certs/tls.crt --tls-key-file certs/tls.key --listen 127.0.0.1:8443")]
+        --tls-cert-file certs/tls.crt --tls-key-file certs/tls.key --listen 127.0.0.1:8443\n\n\
+        Counts come from --prometheus, --budgets (a BudgetSnapshot), or both: then the SLOs the\n\
+        snapshot lists take its counts and every other SLO is read from Prometheus (what-if, tests).")]
     Serve(ServeArgs),
     /// Make a CA and a serving certificate for the webhook, and print the caBundle.
     #[command(after_help = "Example:\n  \
@@ -217,10 +221,10 @@ pub struct ProcessArgs {
 /// The budget controller.
 #[derive(clap::Args, Debug)]
 pub struct ControllerOpts {
-    /// Where SLI counts come from: Prometheus (read every evaluation) or a BudgetSnapshot
-    /// file (re-read every evaluation).
+    /// Where SLI counts come from: Prometheus (read every evaluation), a BudgetSnapshot
+    /// file (re-read every evaluation), or both (the snapshot's SLOs over Prometheus).
     #[command(flatten)]
-    pub source: BudgetSource,
+    pub source: ControllerSource,
     #[command(flatten)]
     pub prometheus_options: PrometheusArgs,
     /// How often budgets are evaluated and published.
@@ -307,6 +311,20 @@ pub struct StatusArgs {
 #[group(required = true, multiple = false)]
 pub struct BudgetSource {
     /// BudgetSnapshot JSON file with the SLO counts.
+    #[arg(long, env = "BUDGETGATE_BUDGETS")]
+    pub budgets: Option<PathBuf>,
+    /// Prometheus base URL to read the SLO counts from, e.g. http://prometheus:9090.
+    #[arg(long, env = "BUDGETGATE_PROMETHEUS")]
+    pub prometheus: Option<String>,
+}
+
+/// The controller's counts: Prometheus, a snapshot file, or both layered.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = true)]
+pub struct ControllerSource {
+    /// BudgetSnapshot JSON file with SLO counts, re-read every evaluation. With
+    /// --prometheus too, the SLOs it lists take its counts and all others are read from
+    /// Prometheus (a what-if or test override).
     #[arg(long, env = "BUDGETGATE_BUDGETS")]
     pub budgets: Option<PathBuf>,
     /// Prometheus base URL to read the SLO counts from, e.g. http://prometheus:9090.
@@ -737,5 +755,47 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn controller_source(args: &[&str]) -> Result<(bool, bool), clap::error::ErrorKind> {
+        let argv = ["budgetgate", "controller"].iter().chain(args);
+        match Cli::try_parse_from(argv).map_err(|e| e.kind())?.command {
+            Command::Controller(a) => Ok((
+                a.controller.source.budgets.is_some(),
+                a.controller.source.prometheus.is_some(),
+            )),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn controller_takes_a_snapshot_prometheus_or_both_but_not_neither() {
+        let prom = ["--prometheus", "http://127.0.0.1:9090"];
+        let snap = ["--budgets", "budgets.json"];
+        assert_eq!(controller_source(&prom), Ok((false, true)));
+        assert_eq!(controller_source(&snap), Ok((true, false)));
+        assert_eq!(controller_source(&[snap, prom].concat()), Ok((true, true)));
+        assert_eq!(
+            controller_source(&[]),
+            Err(clap::error::ErrorKind::MissingRequiredArgument)
+        );
+    }
+
+    #[test]
+    fn status_still_takes_exactly_one_source() {
+        let argv = [
+            "budgetgate",
+            "status",
+            "--policy",
+            "p",
+            "--budgets",
+            "b",
+            "--prometheus",
+            "http://p",
+        ];
+        assert_eq!(
+            Cli::try_parse_from(argv).map(|_| ()).map_err(|e| e.kind()),
+            Err(clap::error::ErrorKind::ArgumentConflict)
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{ControllerOpts, ProcessArgs, ServeArgs, TlsArgs, WebhookArgs};
 use crate::clock::Clock;
-use crate::controller::{AnySource, Controller, PrometheusSource, SnapshotFile};
+use crate::controller::{AnySource, Controller, Layered, PrometheusSource, SnapshotFile};
 use crate::load;
 use crate::source::{self, Shutdown};
 use crate::webhook::metrics::SourceLabel;
@@ -265,7 +265,11 @@ async fn start_controller(
         client,
         shared.clone(),
         match (&opts.source.prometheus, &opts.source.budgets) {
-            (Some(url), _) => {
+            (Some(url), Some(file)) => AnySource::Layered(Layered {
+                snapshot: SnapshotFile(file.clone()),
+                prometheus: PrometheusSource(opts.prometheus_options.config(url)),
+            }),
+            (Some(url), None) => {
                 AnySource::Prometheus(PrometheusSource(opts.prometheus_options.config(url)))
             }
             (None, Some(file)) => AnySource::Snapshot(SnapshotFile(file.clone())),

@@ -17,6 +17,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,10 +82,105 @@ impl SignalSource for PrometheusSource {
     }
 }
 
+/// A snapshot over Prometheus (`--budgets` and `--prometheus` together): the SLOs the
+/// snapshot lists take its counts, every other SLO is read from Prometheus. A what-if and
+/// test override: pin chosen SLOs to exact numbers while the rest follow real traffic.
+/// Either source failing fails the evaluation.
+pub struct Layered {
+    pub snapshot: SnapshotFile,
+    pub prometheus: PrometheusSource,
+}
+
+impl SignalSource for Layered {
+    async fn read(
+        &self,
+        index: &Index,
+        now: Timestamp,
+    ) -> Result<(Vec<SloSignals>, Timestamp), String> {
+        let path = &self.snapshot.0;
+        let snapshot = crate::load::load_snapshot(path).map_err(|e| e.to_string())?;
+        let pinned =
+            snapshot::signals(index, &snapshot).map_err(|e| format!("{}: {e}", path.display()))?;
+        let listed = listed(&snapshot);
+        let (measured, measured_at) = self.prometheus.read(&unlisted(index, &listed), now).await?;
+        let at = layered_instant(index, &listed, snapshot.evaluated_at, measured_at);
+        Ok((layer(pinned, measured, &listed), at))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} over {}",
+            self.snapshot.describe(),
+            self.prometheus.describe()
+        )
+    }
+}
+
+/// The SLOs a snapshot gives counts for.
+fn listed(snapshot: &snapshot::BudgetSnapshot) -> BTreeSet<ObjectKey> {
+    snapshot
+        .slos
+        .iter()
+        .map(|s| ObjectKey::new(&s.namespace, &s.name))
+        .collect()
+}
+
+/// The part of the index Prometheus is asked about: every SLO the snapshot does not list.
+fn unlisted(index: &Index, listed: &BTreeSet<ObjectKey>) -> Index {
+    Index {
+        policy: index.policy.clone(),
+        namespaces: index.namespaces.clone(),
+        slos: index
+            .slos
+            .iter()
+            .filter(|(key, _)| !listed.contains(key))
+            .map(|(key, spec)| (key.clone(), spec.clone()))
+            .collect(),
+        ..Index::default()
+    }
+}
+
+/// Listed SLOs from the snapshot, all others from Prometheus; sorted by SLO.
+fn layer(
+    pinned: Vec<SloSignals>,
+    measured: Vec<SloSignals>,
+    listed: &BTreeSet<ObjectKey>,
+) -> Vec<SloSignals> {
+    let mut out: BTreeMap<ObjectKey, SloSignals> = measured
+        .into_iter()
+        .filter(|s| !listed.contains(&s.key))
+        .map(|s| (s.key.clone(), s))
+        .collect();
+    out.extend(
+        pinned
+            .into_iter()
+            .filter(|s| listed.contains(&s.key))
+            .map(|s| (s.key.clone(), s)),
+    );
+    out.into_values().collect()
+}
+
+/// The data is as old as its oldest part: the snapshot's `evaluatedAt` counts only when the
+/// snapshot decides an SLO that exists (entries left over for deleted SLOs do not make the
+/// real ones look stale).
+fn layered_instant(
+    index: &Index,
+    listed: &BTreeSet<ObjectKey>,
+    snapshot_at: Timestamp,
+    measured_at: Timestamp,
+) -> Timestamp {
+    if listed.iter().any(|key| index.slos.contains_key(key)) {
+        snapshot_at.min(measured_at)
+    } else {
+        measured_at
+    }
+}
+
 /// One of the sources, chosen on the command line.
 pub enum AnySource {
     Prometheus(PrometheusSource),
     Snapshot(SnapshotFile),
+    Layered(Layered),
 }
 
 impl SignalSource for AnySource {
@@ -96,6 +192,7 @@ impl SignalSource for AnySource {
         match self {
             AnySource::Prometheus(s) => s.read(index, now).await,
             AnySource::Snapshot(s) => s.read(index, now).await,
+            AnySource::Layered(s) => s.read(index, now).await,
         }
     }
 
@@ -103,6 +200,7 @@ impl SignalSource for AnySource {
         match self {
             AnySource::Prometheus(s) => s.describe(),
             AnySource::Snapshot(s) => s.describe(),
+            AnySource::Layered(s) => s.describe(),
         }
     }
 }
@@ -236,10 +334,21 @@ impl<S: SignalSource> Controller<S> {
             }
             let api = Api::<ServiceLevelObjective>::namespaced(self.client.clone(), &key.namespace);
             let patch = json!({"apiVersion": "budgetgate.dev/v1alpha1", "kind": "ServiceLevelObjective", "status": status});
-            api.patch_status(&key.name, &params, &Patch::Apply(&patch))
+            match api
+                .patch_status(&key.name, &params, &Patch::Apply(&patch))
                 .await
-                .map_err(|e| format!("writing the status of ServiceLevelObjective {key}: {e}"))?;
-            written += 1;
+            {
+                Ok(_) => written += 1,
+                // Deleted since the index saw it: nothing to publish to.
+                Err(kube::Error::Api(status)) if status.is_not_found() => {
+                    tracing::debug!(slo = %key, "ServiceLevelObjective deleted before its status was written");
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "writing the status of ServiceLevelObjective {key}: {e}"
+                    ));
+                }
+            }
         }
         let teams = Api::<TeamBudget>::all(self.client.clone());
         for (team, status) in &published.teams {
@@ -344,4 +453,109 @@ fn heartbeat(index: &Index, interval: Duration) -> jiff::SignedDuration {
         .and_then(|p| p.tiers.values().map(|t| t.stale_after.seconds()).min())
         .unwrap_or(300);
     jiff::SignedDuration::from_secs(((stale / 2).max(interval.as_secs())) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ServiceLevelObjectiveSpec;
+    use crate::budget::{Counts, Signals};
+    use crate::snapshot::{BudgetSnapshot, SnapshotSlo};
+
+    fn spec() -> ServiceLevelObjectiveSpec {
+        serde_json::from_value(json!({
+            "service": "web", "objective": 99.0,
+            "indicator": {"ratio": {"errors": "http_requests_total{code=~\"5..\"}", "total": "http_requests_total"}}
+        }))
+        .unwrap()
+    }
+
+    fn mk_index(slos: &[(&str, &str)]) -> Index {
+        Index {
+            slos: slos
+                .iter()
+                .map(|(ns, name)| (ObjectKey::new(*ns, *name), spec()))
+                .collect(),
+            ..Index::default()
+        }
+    }
+
+    fn signals(ns: &str, name: &str, bad: f64) -> SloSignals {
+        SloSignals {
+            key: ObjectKey::new(ns, name),
+            objective: 99.0,
+            window: None,
+            signals: Signals::from_counts(0.01, Some(Counts { bad, total: 1000.0 }), []),
+        }
+    }
+
+    fn mk_snapshot(at: &str, slos: &[(&str, &str)]) -> BudgetSnapshot {
+        BudgetSnapshot {
+            evaluated_at: at.parse().unwrap(),
+            slos: slos
+                .iter()
+                .map(|(ns, name)| SnapshotSlo {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    objective: None,
+                    window: None,
+                    period: Some(Counts {
+                        bad: 1.0,
+                        total: 1000.0,
+                    }),
+                    windows: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn prometheus_is_asked_only_about_slos_the_snapshot_does_not_list() {
+        let index = mk_index(&[("shop", "avail"), ("search", "avail"), ("ads", "latency")]);
+        let snapshot = mk_snapshot("2026-11-29T10:00:00Z", &[("search", "avail")]);
+        let asked = unlisted(&index, &listed(&snapshot));
+        let keys: Vec<String> = asked.slos.keys().map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["ads/latency", "shop/avail"]);
+    }
+
+    #[test]
+    fn listed_slos_take_the_snapshots_counts_and_the_rest_prometheus() {
+        let snapshot = mk_snapshot("2026-11-29T10:00:00Z", &[("search", "avail")]);
+        let pinned = vec![
+            signals("search", "avail", 900.0),
+            // snapshot::signals also yields the index's unlisted SLOs, without data
+            SloSignals {
+                signals: Signals::default(),
+                ..signals("shop", "avail", 0.0)
+            },
+        ];
+        // Prometheus answered for shop/avail; a search/avail answer must not win
+        let measured = vec![
+            signals("shop", "avail", 5.0),
+            signals("search", "avail", 0.0),
+        ];
+        let got = layer(pinned, measured, &listed(&snapshot));
+        let got: Vec<(String, Option<f64>)> = got
+            .iter()
+            .map(|s| (s.key.to_string(), s.signals.period.map(|p| p.bad)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("search/avail".to_string(), Some(900.0)),
+                ("shop/avail".to_string(), Some(5.0))
+            ]
+        );
+    }
+
+    #[test]
+    fn layered_data_is_as_old_as_the_snapshot_only_when_it_decides_a_live_slo() {
+        let index = mk_index(&[("shop", "avail"), ("search", "avail")]);
+        let old: Timestamp = "2026-11-29T09:00:00Z".parse().unwrap();
+        let fresh: Timestamp = "2026-11-29T10:00:00Z".parse().unwrap();
+        let live = listed(&mk_snapshot("2026-11-29T09:00:00Z", &[("search", "avail")]));
+        assert_eq!(layered_instant(&index, &live, old, fresh), old);
+        let leftover = listed(&mk_snapshot("2026-11-29T09:00:00Z", &[("gone", "avail")]));
+        assert_eq!(layered_instant(&index, &leftover, old, fresh), fresh);
+    }
 }

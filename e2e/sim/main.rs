@@ -1,0 +1,365 @@
+//! traffic-sim: request metrics for the pods of a cluster whose pods run no code (kwok).
+//!
+//! Watches every Pod; each Ready, non-terminating pod that a ReplicaSet controls "serves"
+//! `--rate` requests per second, counted in `http_requests_total{namespace, deployment, pod,
+//! track, code}` and `http_request_duration_seconds{namespace, deployment, pod, track}`,
+//! served on `--listen` at `/metrics` (OpenMetrics) for Prometheus to scrape. How a pod
+//! behaves is what was deployed: an image tag ending `-faulty` answers every 5th request
+//! with a 500, `-slow` takes 1.5 s, anything else is healthy at 50 ms (see `traffic.rs`).
+//!
+//! A pod's series start at 0 when it starts serving (so `increase()` sees the start) and
+//! are dropped when it stops (deleted, terminating or unready), as a real pod's /metrics
+//! would vanish with it; Prometheus keeps what it already scraped, so a budget spent by a
+//! pod stays spent after the pod is gone.
+//!
+//! cargo run --example traffic-sim -- --kubeconfig e2e/.run/kubeconfig --listen 127.0.0.1:22492
+
+#![forbid(unsafe_code)]
+
+mod traffic;
+
+use anyhow::Context;
+use clap::Parser;
+use futures_util::StreamExt;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use traffic::{PodKey, Serving};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "traffic-sim",
+    about = "Simulated request metrics for every Ready pod of a cluster, by image tag: \
+             -faulty = 20% errors, -slow = 1.5 s, else healthy"
+)]
+struct Args {
+    /// Kubeconfig to watch Pods with (default: in-cluster or ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Where /metrics and /healthz are served.
+    #[arg(long, env = "TRAFFIC_SIM_LISTEN", default_value = "127.0.0.1:22492")]
+    listen: SocketAddr,
+    /// Requests per second each serving pod receives.
+    #[arg(long, env = "TRAFFIC_SIM_RATE", default_value_t = 20)]
+    rate: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    namespace: String,
+    deployment: String,
+    pod: String,
+    track: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    namespace: String,
+    deployment: String,
+    pod: String,
+    track: &'static str,
+}
+
+fn requests_labels(key: &PodKey, code: &'static str) -> RequestLabels {
+    RequestLabels {
+        namespace: key.namespace.clone(),
+        deployment: key.deployment.clone(),
+        pod: key.pod.clone(),
+        track: key.track,
+        code,
+    }
+}
+
+fn duration_labels(key: &PodKey) -> DurationLabels {
+    DurationLabels {
+        namespace: key.namespace.clone(),
+        deployment: key.deployment.clone(),
+        pod: key.pod.clone(),
+        track: key.track,
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.025, 0.1, 0.3, 1.0, 3.0, 10.0])
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Simulated requests served, by pod and status code",
+            requests.clone(),
+        );
+        let duration = Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Simulated request latency, by pod",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+        }
+    }
+
+    fn start(&self, key: &PodKey) {
+        for code in ["200", "500"] {
+            let _ = self.requests.get_or_create(&requests_labels(key, code));
+        }
+        let _ = self.duration.get_or_create(&duration_labels(key));
+    }
+
+    fn stop(&self, key: &PodKey) {
+        for code in ["200", "500"] {
+            self.requests.remove(&requests_labels(key, code));
+        }
+        self.duration.remove(&duration_labels(key));
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A serving pod and the requests it has answered so far.
+struct Active {
+    serving: Serving,
+    sent: u64,
+}
+
+/// One tick: stop pods that ended, start those that began serving (their series at 0 until
+/// the next tick, so a scrape can see the start), and count `n` requests for every pod
+/// already serving.
+fn tick(metrics: &Metrics, active: &mut BTreeMap<PodKey, Active>, now: Vec<Serving>, n: u64) {
+    let mut seen: BTreeMap<PodKey, Serving> = now.into_iter().map(|s| (s.key.clone(), s)).collect();
+    active.retain(|key, a| {
+        if seen.contains_key(key) {
+            return true;
+        }
+        metrics.stop(key);
+        tracing::info!(namespace = %key.namespace, deployment = %key.deployment, pod = %key.pod,
+            track = key.track, requests = a.sent, "pod stopped serving");
+        false
+    });
+    let mut started = Vec::new();
+    for (key, serving) in std::mem::take(&mut seen) {
+        active.entry(key).or_insert_with_key(|key| {
+            started.push(key.clone());
+            metrics.start(key);
+            tracing::info!(namespace = %key.namespace, deployment = %key.deployment, pod = %key.pod,
+                track = key.track, image = %serving.image, behaviour = serving.behaviour.as_str(),
+                "pod serving");
+            Active { serving, sent: 0 }
+        });
+    }
+    for (key, a) in active.iter_mut() {
+        if started.contains(key) {
+            continue;
+        }
+        let behaviour = a.serving.behaviour;
+        let errors = traffic::errors_in(behaviour, a.sent, n);
+        metrics
+            .requests
+            .get_or_create(&requests_labels(key, "200"))
+            .inc_by(n - errors);
+        metrics
+            .requests
+            .get_or_create(&requests_labels(key, "500"))
+            .inc_by(errors);
+        let histogram = metrics.duration.get_or_create(&duration_labels(key));
+        for _ in 0..n {
+            histogram.observe(behaviour.latency_seconds());
+        }
+        a.sent += n;
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    budgetgate::cli::init_logging(budgetgate::cli::LogFormat::Plain);
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let client = budgetgate::source::cluster::client(args.kubeconfig.as_deref())
+        .await
+        .context("cannot reach the cluster (set --kubeconfig)")?;
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, rate = args.rate, "serving /metrics");
+    tokio::spawn(serve(listener, metrics.clone()));
+
+    let (store, writer) = reflector::store::<Pod>();
+    let pods = watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+            }
+        });
+    tokio::spawn(pods);
+    store
+        .wait_until_ready()
+        .await
+        .context("the pod watch ended before its first list")?;
+    tracing::info!("pods listed; simulating traffic");
+
+    let mut active = BTreeMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        let now = store
+            .state()
+            .iter()
+            .filter_map(|pod| traffic::serving(pod))
+            .collect();
+        tick(&metrics, &mut active, now, args.rate);
+    }
+    tracing::info!("stop requested");
+    Ok(())
+}
+
+async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&req, &metrics)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r
+    };
+    if req.method() != Method::GET {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let mut r = reply(StatusCode::OK, metrics.encode());
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        "/healthz" => reply(StatusCode::OK, "ok\n".into()),
+        _ => reply(StatusCode::NOT_FOUND, "/metrics or /healthz\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traffic::Behaviour;
+
+    fn serving(pod: &str, behaviour: Behaviour) -> Serving {
+        Serving {
+            key: PodKey {
+                namespace: "shop".into(),
+                deployment: "web".into(),
+                pod: pod.into(),
+                track: "stable",
+            },
+            image: "example/web:1".into(),
+            behaviour,
+        }
+    }
+
+    #[test]
+    fn series_start_at_zero_count_each_tick_and_go_with_the_pod() {
+        let metrics = Metrics::new();
+        let mut active = BTreeMap::new();
+        tick(
+            &metrics,
+            &mut active,
+            vec![serving("web-a", Behaviour::Faulty)],
+            20,
+        );
+        let text = metrics.encode();
+        assert!(text.contains(r#"http_requests_total{namespace="shop",deployment="web",pod="web-a",track="stable",code="500"} 0"#), "{text}");
+        assert!(text.contains(r#"track="stable",code="200"} 0"#), "{text}");
+        tick(
+            &metrics,
+            &mut active,
+            vec![serving("web-a", Behaviour::Faulty)],
+            20,
+        );
+        let text = metrics.encode();
+        assert!(text.contains(r#"code="200"} 16"#), "{text}");
+        assert!(text.contains(r#"code="500"} 4"#), "{text}");
+        assert!(text.contains(r#"http_request_duration_seconds_bucket{le="0.1",namespace="shop",deployment="web",pod="web-a",track="stable"} 20"#), "{text}");
+        tick(&metrics, &mut active, vec![], 20);
+        assert!(!metrics.encode().contains("web-a"));
+    }
+}
