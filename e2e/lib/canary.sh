@@ -3,7 +3,8 @@
 # They use tier "canary" (added to the platform policy below): the samples' bands with
 # pauses of seconds instead of minutes, so a whole plan runs in well under a minute, and a
 # staleAfter of 15 s so missing metrics show quickly. Budgets come from the snapshot
-# (exact burn per window, see e2e/lib/snapshot.py), the analysis window is 5m.
+# (exact burn per window, see e2e/lib/snapshot.py), except in the last scenario, where
+# Prometheus reads the traffic simulator's counters; the analysis window is 5m.
 
 CANARY=(
   canary_good_release_walks_every_stage_and_is_promoted
@@ -13,8 +14,12 @@ CANARY=(
   canary_new_template_mid_canary_supersedes
   canary_scaling_mid_canary_keeps_the_replica_count
   canary_caution_band_is_slower_than_healthy
+  canary_faulty_release_is_rolled_back_from_real_traffic
 )
 NAMESPACES+=(e2e-cy-good e2e-cy-burn e2e-cy-hold e2e-cy-kill e2e-cy-super e2e-cy-hpa e2e-cy-bands)
+# Prometheus keeps a namespace's errors for the whole 30d window: a fresh name per run.
+FAULTY_NS=e2e-cy-faulty-$(date +%H%M%S)
+NAMESPACES+=("$FAULTY_NS")
 
 # The snapshot stands for a live source: keep its evaluatedAt fresh (every 2 s) so the
 # canary tier's 15 s staleAfter only trips when a scenario breaks the source on purpose.
@@ -27,9 +32,9 @@ canary_tier() {
   k patch reliabilitypolicy platform --type merge -p '{"spec": {"tiers": {"canary": {
     "enforcement": "enforce", "window": "30d", "staleAfter": "15s", "onStale": "allow",
     "bands": [
-      {"name": "healthy",  "minRemaining": 0.5,  "plan": {"steps": [25, 50, 100], "pause": "4s"}},
-      {"name": "caution",  "minRemaining": 0.25, "plan": {"steps": [10, 25, 50, 100], "pause": "6s"}},
-      {"name": "critical", "minRemaining": 0,    "plan": {"steps": [5, 10, 25, 50, 100], "pause": "8s"}}],
+      {"name": "healthy",  "minRemaining": 0.5,  "plan": {"steps": [25, 50, 100], "pause": "6s"}},
+      {"name": "caution",  "minRemaining": 0.25, "plan": {"steps": [10, 25, 50, 100], "pause": "8s"}},
+      {"name": "critical", "minRemaining": 0,    "plan": {"steps": [5, 10, 25, 50, 100], "pause": "10s"}}],
     "canary": {"analysisWindow": "5m", "abortBurnRate": 14.4, "consecutiveFailures": 2, "progressDeadline": "60s"}}}}}' >/dev/null
 }
 
@@ -108,13 +113,14 @@ scenario_canary_good_release_walks_every_stage_and_is_promoted() {
     expect_eq "canary gone" "$(k -n e2e-cy-good get deploy web-canary -o name 2>&1 | grep -c NotFound)" 1 &&
     expect_eq "replicas" "$(k -n e2e-cy-good get deploy web -o jsonpath='{.spec.replicas}')" 9 &&
     expect_eq "release" "$(newest_release e2e-cy-good '{.spec.band}') $(newest_release e2e-cy-good '{.status.reason}')" \
-      "healthy promoted after 2 stage(s) of plan 25,50,100 every 4s" || return 1
+      "healthy promoted after 2 stage(s) of plan 25,50,100 every 6s" || return 1
   out=$(events_of e2e-cy-good)
   expect_has "events" "$out" "CanaryStarted CanaryCreated" &&
-    expect_has "events" "$out" "StageAdvanced" && expect_has "events" "$out" "Promoting Promoted" || return 1
+    expect_has "events" "$out" "StageAdvanced" && expect_has "events" "$out" "Promoting" &&
+    expect_has "events" "$out" "Promoted" || return 1
   out=$(k -n e2e-cy-good describe deploy web)
   expect_has "describe" "$out" "revision $rev promoted and rolled out; canary removed" || return 1
-  echo "promoted ${ms} ms after kubectl set image (plan 25,50,100 every 4s)" >"$OUT/detail"
+  echo "promoted ${ms} ms after kubectl set image (plan 25,50,100 every 6s)" >"$OUT/detail"
 }
 
 scenario_canary_burning_release_is_rolled_back() {
@@ -145,7 +151,7 @@ scenario_canary_burning_release_is_rolled_back() {
 }
 
 scenario_canary_holds_while_metrics_are_unavailable_and_resumes() {
-  canary_namespace e2e-cy-hold 0.4 || return 1   # caution: 10,25,50,100 every 6s
+  canary_namespace e2e-cy-hold 0.4 || return 1   # caution: 10,25,50,100 every 8s
   local seq before after i release
   k -n e2e-cy-hold set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
   for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-hold) == 0/1/Progressing ]] && break; sleep 0.25; done
@@ -157,7 +163,7 @@ scenario_canary_holds_while_metrics_are_unavailable_and_resumes() {
     sleep 0.5
   done
   before=$(stage_of e2e-cy-hold)
-  sleep 8   # longer than the 6 s pause: a healthy stage would have advanced
+  sleep 10  # longer than the 8 s pause: a healthy stage would have advanced
   after=$(stage_of e2e-cy-hold)
   snapshot set e2e-cy-hold avail 99.9 0.4
   [[ $before == [01]/[13]/Progressing ]] || fail "held at [$before], want stage 0 or 1 Progressing" || return 1
@@ -238,5 +244,46 @@ scenario_canary_caution_band_is_slower_than_healthy() {
     expect_eq "caution plan" "$seq_c" "0/1 1/3 2/9 promoting/9 => Promoted" &&
     expect_eq "caution band" "$(newest_release e2e-cy-bands '{.spec.band}')" caution || return 1
   ((caution > healthy)) || fail "caution took ${caution}s, healthy ${healthy}s" || return 1
-  echo "healthy band promoted in ${healthy}s (3 steps every 4s), caution in ${caution}s (4 steps every 6s)" >"$OUT/detail"
+  echo "healthy band promoted in ${healthy}s (3 steps every 6s), caution in ${caution}s (4 steps every 8s)" >"$OUT/detail"
+}
+
+scenario_canary_faulty_release_is_rolled_back_from_real_traffic() {
+  local ns=$FAULTY_NS i t0 ms seq rev
+  k create namespace $ns >/dev/null &&
+    k label namespace $ns budgetgate.dev/team=$ns budgetgate.dev/tier=canary budgetgate.dev/progressive=true >/dev/null || return 1
+  # A strict availability SLO over the simulator's per-pod counters (not in the snapshot).
+  k apply -f - >/dev/null <<YAML || return 1
+apiVersion: budgetgate.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: {name: avail, namespace: $ns}
+spec:
+  service: web
+  objective: 99.99
+  indicator: {ratio: {errors: 'http_requests_total{namespace="$ns",deployment="web",code=~"5.."}', total: 'http_requests_total{namespace="$ns",deployment="web"}'}}
+YAML
+  k -n $ns create deployment web --image=registry.example/web:1.0 --replicas=9 >/dev/null &&
+    k -n $ns rollout status deploy/web --timeout=60s >/dev/null || return 1
+  for ((i = 0; i < 60; i++)); do
+    [[ $(k get teambudget $ns -o jsonpath='{.status.tiers[0].band}' 2>/dev/null) == healthy ]] && break
+    sleep 0.5
+  done
+  expect_eq "band before" "$(k get teambudget $ns -o jsonpath='{.status.tiers[0].band}')" healthy || return 1
+  k -n $ns set image deploy/web web=registry.example/web:1.1-faulty >/dev/null || fail "set image" || return 1
+  # Errors start when the canary's pods are Ready (the simulator counts Ready pods only).
+  for ((i = 0; i < 80; i++)); do
+    [[ $(k -n $ns get deploy web-canary -o jsonpath='{.status.availableReplicas}' 2>/dev/null) -ge 1 ]] && break
+    sleep 0.25
+  done
+  t0=$(date +%s%N)
+  seq=$(follow $ns "RolledBack Promoted" 60) || fail "no outcome: $seq" || return 1
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  expect_eq "outcome" "${seq##*=> }" RolledBack || return 1
+  rev=$(newest_release $ns '{.spec.revision}')
+  k -n $ns rollout status deploy/web --timeout=30s >/dev/null
+  expect_eq "image restored" "$(image_of $ns web)" registry.example/web:1.0 &&
+    expect_eq "rolled-back-revision" "$(k -n $ns get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/rolled-back-revision}')" "$rev" &&
+    expect_has "reason" "$(newest_release $ns '{.status.reason}')" "$ns" &&
+    expect_has "describe" "$(k -n $ns describe deploy web)" "RolledBack" || return 1
+  ((ms <= 60000)) || fail "rolled back ${ms} ms after the errors started" || return 1
+  echo "rolled back ${ms} ms after the faulty canary's pods were Ready (analysis window 5m; reason: $(newest_release $ns '{.status.reason}'))" >"$OUT/detail"
 }
