@@ -564,17 +564,13 @@ impl Op<'_> {
             } => {
                 let p = progress.expect("a canary in progress");
                 if let Some(old) = supersedes {
-                    self.release_status(
-                        &old,
-                        &ReleaseStatus {
-                            phase: Some(ReleasePhase::Superseded),
-                            reason: Some(format!("superseded by revision {revision}")),
-                            completed_at: Some(time(self.now)),
-                            ..ReleaseStatus::default()
-                        },
+                    self.finish(
+                        Some(&old),
+                        ReleasePhase::Superseded,
+                        format!("superseded by revision {revision}"),
+                        None,
                     )
                     .await?;
-                    self.count(ReleasePhase::Superseded);
                     self.event(
                         EventType::Normal,
                         "Superseded",
@@ -759,26 +755,15 @@ impl Op<'_> {
                 }}});
                 self.patch_deployment(&patch).await?;
                 let consumed = self.consumed(release);
-                if let Some(r) = release {
-                    self.release_status(
-                        &r.name_any(),
-                        &ReleaseStatus {
-                            phase: Some(ReleasePhase::Promoted),
-                            budget_consumed: consumed,
-                            reason: Some(format!(
-                                "promoted after {} stage(s) of plan {} every {}",
-                                p.plan.steps.iter().filter(|w| **w < 100).count(),
-                                p.plan.steps_annotation(),
-                                p.plan.pause
-                            )),
-                            completed_at: Some(time(self.now)),
-                            ..ReleaseStatus::default()
-                        },
-                    )
+                let reason = format!(
+                    "promoted after {} stage(s) of plan {} every {}",
+                    p.plan.steps.iter().filter(|w| **w < 100).count(),
+                    p.plan.steps_annotation(),
+                    p.plan.pause
+                );
+                let name = release.map(|r| r.name_any());
+                self.finish(name.as_deref(), ReleasePhase::Promoted, reason, consumed)
                     .await?;
-                }
-                self.count(ReleasePhase::Promoted);
-                self.remove_stage_metric();
                 self.event(
                     EventType::Normal,
                     "Promoted",
@@ -826,20 +811,12 @@ impl Op<'_> {
         let Some((stable, template)) = rollout::serving_template(&owned, &revision) else {
             // Nothing older to go back to: stop the canary, keep the Deployment paused.
             self.delete_canary().await?;
-            if let Some(r) = release {
-                self.release_status(
-                    &r.name_any(),
-                    &ReleaseStatus {
-                        phase: Some(ReleasePhase::Failed),
-                        reason: Some(format!("{reason}; no earlier ReplicaSet to restore, the Deployment stays paused")),
-                        completed_at: Some(time(self.now)),
-                        ..ReleaseStatus::default()
-                    },
-                )
-                .await?;
-            }
-            self.count(ReleasePhase::Failed);
-            return Ok(());
+            let name = release.map(|r| r.name_any());
+            let why =
+                format!("{reason}; no earlier ReplicaSet to restore, the Deployment stays paused");
+            return self
+                .finish(name.as_deref(), ReleasePhase::Failed, why, None)
+                .await;
         };
         let pointer = |k: &str| {
             format!(
@@ -893,20 +870,15 @@ impl Op<'_> {
                 .lock()
                 .expect("not poisoned")
                 .remove(&r.name_any());
-            self.release_status(
-                &r.name_any(),
-                &ReleaseStatus {
-                    phase: Some(ReleasePhase::RolledBack),
-                    budget_consumed: consumed,
-                    reason: Some(reason.to_owned()),
-                    completed_at: Some(time(self.now)),
-                    ..ReleaseStatus::default()
-                },
-            )
-            .await?;
         }
-        self.count(ReleasePhase::RolledBack);
-        self.remove_stage_metric();
+        let name = release.map(|r| r.name_any());
+        self.finish(
+            name.as_deref(),
+            ReleasePhase::RolledBack,
+            reason.to_owned(),
+            consumed,
+        )
+        .await?;
         self.event(
             EventType::Warning,
             "RolledBack",
@@ -916,6 +888,37 @@ impl Op<'_> {
             ),
         )
         .await;
+        Ok(())
+    }
+
+    /// Closes Release `name` (when there is one) in a final `phase`, clears its failed
+    /// checks, counts the outcome and drops the stage gauge.
+    async fn finish(
+        &self,
+        name: Option<&str>,
+        phase: ReleasePhase,
+        reason: String,
+        consumed: Option<f64>,
+    ) -> Result<(), Failed> {
+        if let Some(name) = name {
+            let status = ReleaseStatus {
+                phase: Some(phase),
+                budget_consumed: consumed,
+                reason: Some(reason),
+                completed_at: Some(time(self.now)),
+                ..ReleaseStatus::default()
+            };
+            let mut patch = json!({ "status": status });
+            patch["status"]["failedChecks"] = Value::Null;
+            self.releases
+                .patch_status(name, &merge_params(), &Patch::Merge(&patch))
+                .await
+                .map_err(failed(format_args!("writing the status of Release {name}")))?;
+        }
+        self.count(phase);
+        if phase != ReleasePhase::Superseded {
+            self.remove_stage_metric();
+        }
         Ok(())
     }
 
