@@ -149,6 +149,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Failed> 
         deployments: &deployments,
         releases: &releases_api,
         now,
+        related: Mutex::new(None),
     };
 
     let progress = match &view.progress {
@@ -224,6 +225,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Failed> 
     });
     tracing::debug!(%namespace, deployment = %name, ?step, "rollout step");
     if let Some(r) = release {
+        *op.related.lock().expect("not poisoned") = Some(r.object_ref(&()));
         op.track_release(r, &step, &health, &progress).await?;
     }
     let again = matches!(
@@ -273,6 +275,9 @@ struct Op<'a> {
     deployments: &'a Api<Deployment>,
     releases: &'a Api<Release>,
     now: Timestamp,
+    /// The Release the Events are about (their `related` object): without it the event
+    /// recorder would fold the next rollout's "CanaryStarted" into the last one's series.
+    related: Mutex<Option<k8s_openapi::api::core::v1::ObjectReference>>,
 }
 
 impl Op<'_> {
@@ -422,6 +427,7 @@ impl Op<'_> {
             self.count(phase);
         }
         self.prune().await;
+        *self.related.lock().expect("not poisoned") = Some(created.object_ref(&()));
         Ok(created)
     }
 
@@ -1021,7 +1027,7 @@ impl Op<'_> {
             reason: reason.into(),
             note: Some(note),
             action: "Rollout".into(),
-            secondary: None,
+            secondary: self.related.lock().expect("not poisoned").clone(),
         };
         if let Err(e) = self.ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(deployment = %self.key(), error = %e, "could not record an event");
