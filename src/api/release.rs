@@ -28,6 +28,12 @@ use serde::{Deserialize, Serialize};
         priority = 1
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
