@@ -15,8 +15,9 @@ CANARY=(
   canary_scaling_mid_canary_keeps_the_replica_count
   canary_caution_band_is_slower_than_healthy
   canary_faulty_release_is_rolled_back_from_real_traffic
+  canary_manual_abort_and_promote
 )
-NAMESPACES+=(e2e-cy-good e2e-cy-burn e2e-cy-hold e2e-cy-kill e2e-cy-super e2e-cy-hpa e2e-cy-bands)
+NAMESPACES+=(e2e-cy-good e2e-cy-burn e2e-cy-hold e2e-cy-kill e2e-cy-super e2e-cy-hpa e2e-cy-bands e2e-cy-hand)
 # Prometheus keeps a namespace's errors for the whole 30d window: a fresh name per run.
 FAULTY_NS=e2e-cy-faulty-$(date +%H%M%S)
 NAMESPACES+=("$FAULTY_NS")
@@ -286,4 +287,28 @@ YAML
     expect_has "describe" "$(k -n $ns describe deploy web)" "RolledBack" || return 1
   ((ms <= 60000)) || fail "rolled back ${ms} ms after the errors started" || return 1
   echo "rolled back ${ms} ms after the faulty canary's pods were Ready (analysis window 5m; reason: $(newest_release $ns '{.status.reason}'))" >"$OUT/detail"
+}
+
+scenario_canary_manual_abort_and_promote() {
+  canary_namespace e2e-cy-hand 0.4 || return 1   # caution: 10,25,50,100 every 8s
+  local i seq
+  k -n e2e-cy-hand set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
+  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-hand) == 0/1/Progressing ]] && break; sleep 0.25; done
+  k -n e2e-cy-hand annotate deploy web budgetgate.dev/action=abort >/dev/null || fail "annotate abort" || return 1
+  seq=$(follow e2e-cy-hand "RolledBack Promoted" 30) || fail "abort: $seq" || return 1
+  k -n e2e-cy-hand rollout status deploy/web --timeout=30s >/dev/null
+  expect_eq "aborted" "${seq##*=> }" RolledBack &&
+    expect_eq "reason" "$(newest_release e2e-cy-hand '{.status.reason}')" "aborted by hand (annotation budgetgate.dev/action=abort)" &&
+    expect_eq "image" "$(image_of e2e-cy-hand web)" registry.example/web:v1 &&
+    expect_eq "annotation cleared" "$(k -n e2e-cy-hand get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/action}')" "" || return 1
+  # The next rollout is gated and canaried again; promote it by hand at its first stage.
+  k -n e2e-cy-hand set image deploy/web web=registry.example/web:v3 >/dev/null || fail "set image v3" || return 1
+  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-hand) == 0/1/Progressing ]] && break; sleep 0.25; done
+  k -n e2e-cy-hand annotate deploy web budgetgate.dev/action=promote >/dev/null || fail "annotate promote" || return 1
+  seq=$(follow e2e-cy-hand "Promoted RolledBack" 30) || fail "promote: $seq" || return 1
+  # Straight from stage 0 to the promotion: no stage 1 or 2 in between.
+  expect_eq "promoted from stage 0" "${seq/0\/1 /}" "promoting/1 => Promoted" &&
+    expect_eq "image" "$(image_of e2e-cy-hand web)" registry.example/web:v3 &&
+    expect_eq "annotation cleared" "$(k -n e2e-cy-hand get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/action}')" "" &&
+    expect_has "events" "$(k -n e2e-cy-hand describe deploy web)" "promoted by hand"
 }
