@@ -18,25 +18,9 @@ fn samples() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/samples"))
 }
 
-/// The sample image-change review, padded with realistic env vars to about 6 KB.
-fn six_kb_review() -> Vec<u8> {
-    let text =
-        std::fs::read_to_string(samples().join("reviews/rollout-image-change.json")).unwrap();
-    let mut review: serde_json::Value = serde_json::from_str(&text).unwrap();
-    for object in ["object", "oldObject"] {
-        let container = &mut review["request"][object]["spec"]["template"]["spec"]["containers"][0];
-        container["env"] = (0..24)
-            .map(|i| serde_json::json!({"name": format!("CHECKOUT_FEATURE_FLAG_{i}"), "value": "enabled-for-all-regions"}))
-            .collect();
-    }
-    let bytes = serde_json::to_vec(&review).unwrap();
-    assert!(
-        (5_500..7_000).contains(&bytes.len()),
-        "review is {} bytes",
-        bytes.len()
-    );
-    bytes
-}
+#[path = "../tests/support/client.rs"]
+mod client;
+use client::six_kb_review;
 
 fn decision(c: &mut Criterion) {
     let (index, _) = load::load_state(samples(), &samples().join("budgets.json")).unwrap();

@@ -12,7 +12,6 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NOW: &str = "2026-11-29T10:00:00Z";
@@ -28,18 +27,11 @@ fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/samples")
 }
 
-/// The sample image-change review padded with env vars to about 6 KB.
+#[path = "../tests/support/client.rs"]
+mod client;
+
 fn six_kb_review() -> Bytes {
-    let text =
-        std::fs::read_to_string(samples().join("reviews/rollout-image-change.json")).unwrap();
-    let mut review: serde_json::Value = serde_json::from_str(&text).unwrap();
-    for object in ["object", "oldObject"] {
-        let container = &mut review["request"][object]["spec"]["template"]["spec"]["containers"][0];
-        container["env"] = (0..24)
-            .map(|i| serde_json::json!({"name": format!("CHECKOUT_FEATURE_FLAG_{i}"), "value": "enabled-for-all-regions"}))
-            .collect();
-    }
-    Bytes::from(serde_json::to_vec(&review).unwrap())
+    Bytes::from(client::six_kb_review())
 }
 
 struct Server {
@@ -108,25 +100,10 @@ fn start_server() -> Server {
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn connect(addr: std::net::SocketAddr, ca: &Path) -> Sender {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).unwrap();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = client::tls_connector(ca).connect(name, tcp).await.unwrap();
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();

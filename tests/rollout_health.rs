@@ -23,6 +23,13 @@ fn labels(app: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("app".to_owned(), app.to_owned())])
 }
 
+/// Sets the 5m burn of SLO shop/checkout-availability (`None` = no data for the window).
+fn with_checkout_burn(index: &mut Index, burn: Option<f64>) {
+    let key = ObjectKey::new("shop", "checkout-availability");
+    let slo = index.budgets.slos.get_mut(&key).unwrap();
+    slo.burn_rates.insert(Duration::parse("5m").unwrap(), burn);
+}
+
 fn check(
     index: &Index,
     team: &str,
@@ -64,10 +71,7 @@ fn the_highest_burn_of_the_selecting_slos_and_the_team_is_reported() {
 #[test]
 fn burn_above_the_abort_rate_is_unhealthy_and_names_who_burns() {
     let mut index = samples();
-    let key = ObjectKey::new("shop", "checkout-availability");
-    let slo = index.budgets.slos.get_mut(&key).unwrap();
-    slo.burn_rates
-        .insert(Duration::parse("5m").unwrap(), Some(20.0));
+    with_checkout_burn(&mut index, Some(20.0));
     assert_eq!(
         check(
             &index,
@@ -84,9 +88,7 @@ fn burn_above_the_abort_rate_is_unhealthy_and_names_who_burns() {
         }
     );
     // Exactly at the abort rate is still healthy.
-    let slo = index.budgets.slos.get_mut(&key).unwrap();
-    slo.burn_rates
-        .insert(Duration::parse("5m").unwrap(), Some(14.4));
+    with_checkout_burn(&mut index, Some(14.4));
     assert_eq!(
         check(
             &index,
@@ -163,14 +165,7 @@ fn stale_missing_or_unknown_numbers_are_unknown_never_bad() {
         }
     );
     let mut missing = samples();
-    let key = ObjectKey::new("shop", "checkout-availability");
-    missing
-        .budgets
-        .slos
-        .get_mut(&key)
-        .unwrap()
-        .burn_rates
-        .insert(Duration::parse("5m").unwrap(), None);
+    with_checkout_burn(&mut missing, None);
     assert_eq!(
         check(
             &missing,

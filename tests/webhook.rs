@@ -282,17 +282,7 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     for file in ["tls.crt", "tls.key"] {
         std::os::unix::fs::symlink(format!("..data/{file}"), dir.join(file)).unwrap();
     }
-    let webhook = start(
-        &[
-            "--policy",
-            SAMPLES,
-            "--budgets",
-            &format!("{SAMPLES}/budgets.json"),
-        ],
-        &dir.join("tls.crt"),
-        &dir.join("tls.key"),
-        &first_ca,
-    );
+    let webhook = start_on_samples_with(&dir.join("tls.crt"), &dir.join("tls.key"), &first_ca);
     let mut old_conn = Conn::open(webhook.addr, &first_ca).await.unwrap();
     assert!(
         Conn::open(webhook.addr, &second_ca).await.is_err(),

@@ -173,30 +173,12 @@ pub fn review(body: &[u8], webhook: Webhook, shared: &Shared) -> Reply {
     let request = match parse_review(body) {
         Ok(request) => request,
         Err(ReviewError::TooLarge(size)) => return too_large(size),
-        Err(e) => {
-            shared
-                .metrics
-                .rejected
-                .get_or_create(&SourceLabel {
-                    source: "malformed",
-                })
-                .inc();
-            return text(StatusCode::BAD_REQUEST, e.to_string());
-        }
+        Err(e) => return malformed(shared, e.to_string()),
     };
     let index = shared.index.load();
     let decision = match decide(&request, &index, shared.clock.now()) {
         Ok(d) => d,
-        Err(e) => {
-            shared
-                .metrics
-                .rejected
-                .get_or_create(&SourceLabel {
-                    source: "malformed",
-                })
-                .inc();
-            return text(StatusCode::BAD_REQUEST, e.to_string());
-        }
+        Err(e) => return malformed(shared, e.to_string()),
     };
     let response = match webhook {
         Webhook::Validate => decision.validate_response(),
@@ -211,6 +193,18 @@ pub fn review(body: &[u8], webhook: Webhook, shared: &Shared) -> Reply {
         start,
     );
     reply(StatusCode::OK, "application/json", body)
+}
+
+/// 400 for a body that is not a usable AdmissionReview, counted.
+fn malformed(shared: &Shared, message: String) -> Reply {
+    shared
+        .metrics
+        .rejected
+        .get_or_create(&SourceLabel {
+            source: "malformed",
+        })
+        .inc();
+    text(StatusCode::BAD_REQUEST, message)
 }
 
 fn record(

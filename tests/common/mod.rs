@@ -123,6 +123,11 @@ pub fn start(args: &[&str], cert_file: &Path, key_file: &Path, ca: &Path) -> Web
 pub fn start_on_samples(name: &str) -> Webhook {
     let dir = scratch(name);
     let ca = certs(&dir);
+    start_on_samples_with(&dir.join("tls.crt"), &dir.join("tls.key"), &ca)
+}
+
+/// The webhook in file mode on the samples, serving the given certificate files.
+pub fn start_on_samples_with(cert: &Path, key: &Path, ca: &Path) -> Webhook {
     start(
         &[
             "--policy",
@@ -130,28 +135,15 @@ pub fn start_on_samples(name: &str) -> Webhook {
             "--budgets",
             &format!("{SAMPLES}/budgets.json"),
         ],
-        &dir.join("tls.crt"),
-        &dir.join("tls.key"),
-        &ca,
+        cert,
+        key,
+        ca,
     )
 }
 
-pub fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).unwrap();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        let cert: rustls::pki_types::CertificateDer<'static> = cert.unwrap();
-        roots.add(cert).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
+#[path = "../support/client.rs"]
+mod client;
+pub use client::tls_connector;
 
 /// One keep-alive HTTPS/1.1 connection.
 pub struct Conn {
