@@ -150,6 +150,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Failed> 
         releases: &releases_api,
         now,
         related: Mutex::new(None),
+        release_count: releases.len(),
     };
 
     let progress = match &view.progress {
@@ -171,7 +172,9 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Failed> 
                 now,
             });
             op.execute(step, None, &view).await?;
-            return Ok(idle);
+            // Nothing runs on a timer here: the next template change, canary event or
+            // leadership change brings it back.
+            return Ok(Action::await_change());
         }
     };
 
@@ -278,6 +281,8 @@ struct Op<'a> {
     /// The Release the Events are about (their `related` object): without it the event
     /// recorder would fold the next rollout's "CanaryStarted" into the last one's series.
     related: Mutex<Option<k8s_openapi::api::core::v1::ObjectReference>>,
+    /// How many Releases the Deployment had when this look began (prune only past the limit).
+    release_count: usize,
 }
 
 impl Op<'_> {
@@ -426,7 +431,9 @@ impl Op<'_> {
         if terminal {
             self.count(phase);
         }
-        self.prune().await;
+        if self.release_count >= LEDGER_LIMIT {
+            self.prune().await;
+        }
         *self.related.lock().expect("not poisoned") = Some(created.object_ref(&()));
         Ok(created)
     }
