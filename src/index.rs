@@ -5,7 +5,8 @@
 //! watches. It is plain data: readers never wait on anything.
 
 use crate::api::{
-    BudgetExceptionSpec, ReleasePhase, ServiceLevelObjectiveSpec, Timestamp, Window, keys,
+    BudgetExceptionSpec, Plan, Release, ReleasePhase, ServiceLevelObjectiveSpec, TeamBudgetStatus,
+    Timestamp, Window, keys,
 };
 use crate::budget::{self, Assessment, Period, Signals};
 use crate::policy::Policy;
@@ -54,13 +55,40 @@ impl NamespaceMeta {
     }
 }
 
-/// The part of a Release the cadence rules and exception counts need.
-#[derive(Clone, Debug, PartialEq)]
+/// The part of a Release the cadence rules, exception counts and the scoreboard's
+/// ledger need.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReleaseEntry {
     pub deployment: String,
     pub created: Option<Timestamp>,
     pub phase: Option<ReleasePhase>,
     pub exception: Option<String>,
+    pub revision: String,
+    pub band: Option<String>,
+    pub plan: Option<Plan>,
+    pub remaining_at_start: Option<f64>,
+    pub budget_consumed: Option<f64>,
+    pub reason: Option<String>,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl ReleaseEntry {
+    pub fn from_release(release: &Release) -> ReleaseEntry {
+        let status = release.status.as_ref();
+        ReleaseEntry {
+            deployment: release.spec.deployment.clone(),
+            created: release.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            phase: status.and_then(|s| s.phase),
+            exception: release.spec.exception.clone(),
+            revision: release.spec.revision.clone(),
+            band: release.spec.band.clone(),
+            plan: release.spec.plan.clone(),
+            remaining_at_start: release.spec.remaining_at_start,
+            budget_consumed: status.and_then(|s| s.budget_consumed),
+            reason: status.and_then(|s| s.reason.clone()),
+            completed_at: status.and_then(|s| s.completed_at.as_ref().map(|t| t.0)),
+        }
+    }
 }
 
 /// Evaluated budgets, whatever produced them (a snapshot file or the controller).
@@ -89,6 +117,9 @@ pub struct Index {
     /// Live Deployments (file mode), as JSON.
     pub deployments: BTreeMap<ObjectKey, serde_json::Value>,
     pub budgets: Budgets,
+    /// Published TeamBudget statuses by team (incidents, last release), for the
+    /// scoreboard; the decision does not read them.
+    pub team_budgets: BTreeMap<String, TeamBudgetStatus>,
 }
 
 impl Index {

@@ -3,12 +3,13 @@
 //! Pure core, no I/O: [`api`] (resource shapes), [`budget`] (arithmetic), [`policy`]
 //! (tiers, bands, plans), [`decision`] (change classification and the admission answer),
 //! [`index`] (the state the decision reads), [`publish`] (the statuses the controller
-//! writes), [`snapshot`], [`status`], [`selector`], and [`prom`]'s query building and
-//! parsing.
+//! writes), [`rollout`] (the canary state machine), [`scoreboard`]'s views and HTML,
+//! [`snapshot`], [`status`], [`selector`], and [`prom`]'s query building and parsing.
 //!
 //! Thin I/O shells: [`load`] (file mode), [`source`] (file polling and cluster watches),
 //! [`prom`]'s client (Prometheus),
-//! [`webhook`] (the TLS server), [`controller`] (budget evaluation and status writes),
+//! [`webhook`] (the TLS server), [`controller`] (budget evaluation, status writes and
+//! canaries), the scoreboard's HTTP server ([`scoreboard::http`]),
 //! [`certs`], and [`cli`].
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod prom;
 pub mod publish;
 pub mod rollout;
+pub mod scoreboard;
 pub mod selector;
 pub mod snapshot;
 pub mod source;

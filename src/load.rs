@@ -4,7 +4,9 @@
 //! Errors name the file, the document and the field path. This module reads files; the
 //! checks it applies are the pure ones of `policy`, `api` and `snapshot`.
 
-use crate::api::{BudgetException, Release, ReliabilityPolicy, ServiceLevelObjective, Timestamp};
+use crate::api::{
+    BudgetException, Release, ReliabilityPolicy, ServiceLevelObjective, TeamBudget, Timestamp,
+};
 use crate::decision::workload_revision;
 use crate::index::{self, Index, NamespaceMeta, ObjectKey, ReleaseEntry};
 use crate::policy::Policy;
@@ -205,15 +207,15 @@ pub fn load_policy(path: &Path) -> Result<(Index, Notes), LoadError> {
                 }
                 (true, _, "Release") => {
                     let object: Release = typed(&value).map_err(fail)?;
-                    index.releases.insert(
-                        namespaced_key()?,
-                        ReleaseEntry {
-                            deployment: object.spec.deployment,
-                            created: object.metadata.creation_timestamp.map(|t| t.0),
-                            phase: object.status.as_ref().and_then(|s| s.phase),
-                            exception: object.spec.exception,
-                        },
-                    );
+                    index
+                        .releases
+                        .insert(namespaced_key()?, ReleaseEntry::from_release(&object));
+                }
+                (true, _, "TeamBudget") => {
+                    let object: TeamBudget = typed(&value).map_err(fail)?;
+                    if let Some(status) = object.status {
+                        index.team_budgets.insert(object.spec.team, status);
+                    }
                 }
                 (false, "v1", "Namespace") => {
                     let labels: BTreeMap<String, String> = value

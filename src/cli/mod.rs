@@ -247,6 +247,23 @@ pub struct ControllerOpts {
     /// within this time.
     #[arg(long, env = "BUDGETGATE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: api::Duration,
+    /// Where the read-only scoreboard (HTML pages and /api/v1 JSON) listens; `off` turns it
+    /// off. Every replica serves it, leader or not.
+    #[arg(long, env = "BUDGETGATE_DASHBOARD_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub dashboard_listen: Listen,
+}
+
+/// A listen address, or `off` (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|e| format!("{text:?}: {e} (want HOST:PORT or off)"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -778,6 +795,30 @@ mod tests {
         assert_eq!(
             controller_source(&[]),
             Err(clap::error::ErrorKind::MissingRequiredArgument)
+        );
+    }
+
+    #[test]
+    fn the_scoreboard_listens_on_localhost_by_default_and_can_be_turned_off() {
+        let listen = |extra: &[&str]| {
+            let argv = ["budgetgate", "controller", "--budgets", "b"].into_iter();
+            match Cli::try_parse_from(argv.chain(extra.iter().copied()))
+                .map_err(|e| e.kind())?
+                .command
+            {
+                Command::Controller(a) => Ok(a.controller.dashboard_listen.0),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(listen(&[]), Ok(Some("127.0.0.1:8080".parse().unwrap())));
+        assert_eq!(
+            listen(&["--dashboard-listen", "0.0.0.0:9000"]),
+            Ok(Some("0.0.0.0:9000".parse().unwrap()))
+        );
+        assert_eq!(listen(&["--dashboard-listen", "off"]), Ok(None));
+        assert_eq!(
+            listen(&["--dashboard-listen", "localhost"]),
+            Err(clap::error::ErrorKind::ValueValidation)
         );
     }
 

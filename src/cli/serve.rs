@@ -4,10 +4,10 @@
 use super::{ControllerOpts, ProcessArgs, ServeArgs, TlsArgs, WebhookArgs};
 use crate::clock::Clock;
 use crate::controller::{AnySource, Controller, Layered, PrometheusSource, SnapshotFile};
-use crate::load;
 use crate::source::{self, Shutdown};
 use crate::webhook::metrics::SourceLabel;
 use crate::webhook::{Shared, server, tls};
+use crate::{load, scoreboard};
 use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;
@@ -111,6 +111,29 @@ async fn serve(role: Role) -> anyhow::Result<()> {
         shared.clone(),
         source::stopped(stop_rx.clone()),
     )));
+
+    // The scoreboard (controller and serve; every replica, leader or not).
+    if let Role::Controller(super::ControllerArgs { controller, .. })
+    | Role::Serve(ServeArgs { controller, .. }) = &role
+        && let super::Listen(Some(listen)) = controller.dashboard_listen
+    {
+        let prometheus = controller
+            .source
+            .prometheus
+            .as_ref()
+            .map(|url| controller.prometheus_options.config(url));
+        let scoreboard = scoreboard::http::Scoreboard::new(shared.clone(), prometheus)
+            .map_err(anyhow::Error::msg)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (--dashboard-listen)"))?;
+        tracing::info!(listen = %listener.local_addr()?, "serving the scoreboard");
+        tasks.push(tokio::spawn(scoreboard::http::serve(
+            listener,
+            Arc::new(scoreboard),
+            source::stopped(stop_rx.clone()),
+        )));
+    }
 
     // The admission server.
     let tls_args = match &role {

@@ -423,7 +423,7 @@ fn mk_release(deployment: &str, revision: &str) -> ReleaseBuilder {
             deployment: deployment.into(),
             created: Some(ts("2026-11-29T09:00:00Z")),
             phase: Some(ReleasePhase::Progressing),
-            exception: None,
+            ..ReleaseEntry::default()
         },
     }
 }
@@ -600,6 +600,7 @@ impl IndexBuilder {
             revisions: self.revisions,
             deployments: BTreeMap::new(),
             budgets,
+            team_budgets: BTreeMap::new(),
         }
     }
 }

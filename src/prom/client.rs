@@ -126,16 +126,7 @@ pub async fn evaluate(
         .map(|b| b.range_seconds)
         .collect::<BTreeSet<_>>()
         .len();
-    // The process-wide rustls provider; main installs it, library users may not have.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = prometheus_http_query::reqwest::Client::builder()
-        .timeout(config.timeout)
-        .build()
-        .map_err(|e| PromError::Runtime(e.to_string()))?;
-    let client = Client::from(http, &config.url).map_err(|e| PromError::Url {
-        url: config.url.clone(),
-        message: error_chain(&e),
-    })?;
+    let client = client(config)?;
     let config = Arc::new(config.clone());
     let time = plan.at.as_second();
     let mut queue: VecDeque<Batch> = batches.into();
@@ -225,6 +216,71 @@ pub fn evaluate_blocking(
         .build()
         .map_err(|e| PromError::Runtime(e.to_string()))?
         .block_on(evaluate(index, at, config))
+}
+
+/// A client for `config.url` with its timeout.
+pub fn client(config: &PromConfig) -> Result<Client, PromError> {
+    // The process-wide rustls provider; main installs it, library users may not have.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = prometheus_http_query::reqwest::Client::builder()
+        .timeout(config.timeout)
+        .build()
+        .map_err(|e| PromError::Runtime(e.to_string()))?;
+    Client::from(http, &config.url).map_err(|e| PromError::Url {
+        url: config.url.clone(),
+        message: error_chain(&e),
+    })
+}
+
+/// One series over `[start, end]` every `step` seconds: the samples of the first series of
+/// a range query (the `sum(...)` expressions of [`super::query`] answer one series, or
+/// none when the data is missing). One attempt: the scoreboard asks again on the next
+/// page load rather than holding a page for retries.
+pub async fn range(
+    client: &Client,
+    config: &PromConfig,
+    promql: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Vec<(i64, f64)>, PromError> {
+    let answer = client
+        .query_range(promql, start, end, step.max(1) as f64)
+        .timeout(i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX))
+        .post()
+        .await;
+    match answer {
+        Ok(result) => match result.into_inner().0 {
+            Data::Matrix(series) => Ok(series
+                .first()
+                .map(|s| {
+                    s.samples()
+                        .iter()
+                        .map(|x| (x.timestamp() as i64, x.value()))
+                        .filter(|(_, v)| v.is_finite())
+                        .collect()
+                })
+                .unwrap_or_default()),
+            _ => Err(PromError::Answer {
+                url: config.url.clone(),
+                query: promql.to_owned(),
+                reason: "a result that is not a range of samples".into(),
+            }),
+        },
+        Err(e) => Err(match classify(&e, config.timeout) {
+            Failure::Rejected(reason) => PromError::Rejected {
+                url: config.url.clone(),
+                query: promql.to_owned(),
+                reason,
+            },
+            Failure::Unavailable(reason) => PromError::Unavailable {
+                url: config.url.clone(),
+                query: promql.to_owned(),
+                attempts: 1,
+                reason,
+            },
+        }),
+    }
 }
 
 /// One batch, retried with backoff while Prometheus does not answer.

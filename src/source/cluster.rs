@@ -118,14 +118,9 @@ impl Store {
             Watched::Exception(e) => self
                 .exceptions
                 .apply(e, |x: &BudgetException| Some(x.clone())),
-            Watched::Release(e) => self.releases.apply(e, |r: &Release| {
-                Some(ReleaseEntry {
-                    deployment: r.spec.deployment.clone(),
-                    created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    phase: r.status.as_ref().and_then(|s| s.phase),
-                    exception: r.spec.exception.clone(),
-                })
-            }),
+            Watched::Release(e) => self
+                .releases
+                .apply(e, |r: &Release| Some(ReleaseEntry::from_release(r))),
             Watched::ReplicaSet(e) => self.replica_sets.apply(e, |rs: &ReplicaSet| {
                 let owner = rs
                     .owner_references()
@@ -211,6 +206,12 @@ impl Store {
             revisions,
             deployments: BTreeMap::new(),
             budgets,
+            team_budgets: self
+                .team_budgets
+                .live
+                .values()
+                .filter_map(|t| Some((t.spec.team.clone(), t.status.clone()?)))
+                .collect(),
         }
     }
 

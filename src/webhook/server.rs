@@ -89,15 +89,16 @@ pub async fn serve_tls(
     }
 }
 
-/// Plain HTTP `GET /metrics` (and nothing else) until `shutdown` resolves.
-pub async fn serve_metrics(
+/// Plain HTTP (HTTP/1.1, keep-alive, header-read timeout) answered by `handler` until
+/// `shutdown` resolves. The metrics listener and the scoreboard use it.
+pub async fn serve_plain<H, F>(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    handler: H,
     shutdown: impl Future<Output = ()>,
-) {
-    use super::http::Reply;
-    use http_body_util::Full;
-    use hyper::{Method, Response, StatusCode};
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = super::http::Reply> + Send + 'static,
+{
     let builder = Arc::new(builder());
     tokio::pin!(shutdown);
     loop {
@@ -111,37 +112,53 @@ pub async fn serve_metrics(
             },
             () = &mut shutdown => return,
         };
-        let (builder, shared) = (builder.clone(), shared.clone());
+        let (builder, handler) = (builder.clone(), handler.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let shared = shared.clone();
-                async move {
-                    let mut response: Reply = if req.uri().path() != "/metrics" {
-                        Response::new(Full::new("only /metrics is served here\n".into()))
-                    } else if req.method() != Method::GET {
-                        Response::new(Full::new("use GET\n".into()))
-                    } else {
-                        shared.observe_state_age();
-                        let mut r = Response::new(Full::new(shared.metrics.encode().into()));
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        return Ok::<_, std::convert::Infallible>(r);
-                    };
-                    *response.status_mut() = if req.uri().path() != "/metrics" {
-                        StatusCode::NOT_FOUND
-                    } else {
-                        StatusCode::METHOD_NOT_ALLOWED
-                    };
-                    Ok(response)
-                }
+                let reply = handler(req);
+                async move { Ok::<_, std::convert::Infallible>(reply.await) }
             });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// Plain HTTP `GET /metrics` (and nothing else) until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    use super::http::Reply;
+    use http_body_util::Full;
+    use hyper::{Method, Response, StatusCode};
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+        let shared = shared.clone();
+        async move {
+            let mut response: Reply = if req.uri().path() != "/metrics" {
+                Response::new(Full::new("only /metrics is served here\n".into()))
+            } else if req.method() != Method::GET {
+                Response::new(Full::new("use GET\n".into()))
+            } else {
+                shared.observe_state_age();
+                let mut r = Response::new(Full::new(shared.metrics.encode().into()));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                return r;
+            };
+            *response.status_mut() = if req.uri().path() != "/metrics" {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::METHOD_NOT_ALLOWED
+            };
+            response
+        }
+    };
+    serve_plain(listener, handler, shutdown).await;
 }
