@@ -10,12 +10,12 @@ scoreboard.py clean REPORT PAGE
 scoreboard.py platform REPORT TEAMBUDGETS STABLE-TEAM,... [STATUS]
     every team row's remaining/band/state equals GET /api/v1/platform's (read by the page
     right after it loaded) and the published TeamBudget's (and `budgetgate status -o
-    json`'s when STATUS is given); exit 2 when the page and the API showed different
-    evaluations (read again).
+    json`'s when STATUS is given). Budgets move while they are read: a caller retries.
 scoreboard.py frozen REPORT TEAM FROZEN
     TEAM's row is frozen (class frozen, text FROZEN) when FROZEN is true, and not otherwise.
 scoreboard.py team REPORT NAMESPACE/SLO RELEASES [--prometheus]
-    the SLO's section and charts (polylines with --prometheus, else polylines or nodata),
+    the SLO's section and charts (with --prometheus: polylines, the burn-down ending at
+    the SLO's remaining budget; else polylines or nodata),
     the production tier's alert windows as thresholds, the ledger as `kubectl get releases`.
 scoreboard.py adoption REPORT NAMESPACE TEAM
     the dry-run namespace's row: mode dryrun, at least one release.
@@ -133,11 +133,10 @@ def published(teambudgets):
 
 
 def api_rows(api):
-    """(team, tier) -> (remaining, band, state) from GET /api/v1/platform (or `status -o json`)."""
-    out = {}
-    for row in api.get("teams", []):
-        out[(row["team"], row["tier"])] = (row.get("remaining"), row.get("band"), row.get("state"))
-    return out
+    """(team, tier) -> (remaining, band, state) from GET /api/v1/platform (its tiers'
+    teams) or `budgetgate status -o json` (its teams)."""
+    rows = [row for tier in api["tiers"] for row in tier["teams"]] if "tiers" in api else api.get("teams", [])
+    return {(row["team"], row["tier"]): (row.get("remaining"), row.get("band"), row.get("state")) for row in rows}
 
 
 def compare(page, other, what):
@@ -168,16 +167,18 @@ def at(rows, teams):
 
 
 def check_platform(report, teambudgets, stable, status=None):
-    """Exit 2 when the page and the API show different evaluations (read both again).
-    The published TeamBudgets and `budgetgate status` are read a moment later: their
-    teams are compared when they show the page's evaluation, the STABLE teams (whose
-    budgets do not move) always."""
+    """The API is read by the page right after it loaded, so both normally show the same
+    evaluation; when one fell between them they differ, and the caller reads both again
+    (evaluatedAt alone does not tell: with a snapshot layered over Prometheus two
+    evaluations can carry the same time). The published TeamBudgets and `budgetgate
+    status` are read a moment later: their teams are compared when they show the page's
+    evaluatedAt, the STABLE teams (whose budgets do not move) always."""
     data = report["data"]
     api = data["api"]
     shown = instant(data["evaluatedAt"])
-    if shown != instant(api.get("evaluatedAt")):
-        return None
     page, wrong = {}, []
+    if shown != instant(api.get("evaluatedAt")):
+        wrong.append(f"the page shows the evaluation of {data['evaluatedAt']}, GET /api/v1/platform that of {api.get('evaluatedAt')}")
     for row in data["teams"]:
         key = (row["team"], row["tier"])
         if key in page:
@@ -202,9 +203,17 @@ def check_platform(report, teambudgets, stable, status=None):
     for team in stable:
         if not any(t == team for t, _ in page):
             wrong.append(f"team {team}: no row")
-    for row in data["platform"]:
-        if row["tier"] not in data["tiers"]:
-            wrong.append(f"platform row of tier {row['tier']} outside the tier tables {data['tiers']}")
+    frozen = {(row["team"], row["tier"]): row.get("frozen") is not None for tier in api["tiers"] for row in tier["teams"]}
+    for row in data["teams"]:
+        key = (row["team"], row["tier"])
+        if key in frozen and (row["frozen"] == "true") != frozen[key]:
+            wrong.append(f"team {key[0]} tier {key[1]}: data-frozen={row['frozen']}, the API's frozen: {frozen[key]}")
+    aggregate = {t["tier"]: t.get("remaining") for t in api["tiers"]}
+    page_aggregate = {row["tier"]: number(row["remaining"]) for row in data["platform"]}
+    if set(page_aggregate) != set(aggregate) or any(not same(v, aggregate[t]) for t, v in page_aggregate.items()):
+        wrong.append(f"platform rows {page_aggregate}, the API's tiers {aggregate}")
+    if sorted(data["tiers"]) != sorted(aggregate):
+        wrong.append(f"tier tables {data['tiers']}, the API's tiers {sorted(aggregate)}")
     return wrong
 
 
@@ -222,6 +231,20 @@ def check_frozen(report, team, frozen):
     return wrong
 
 
+def burndown_ends_at_remaining(slo, section):
+    """The burn-down's last point is the SLO's remaining budget. The ideal line runs from
+    100% to 0%, which gives the chart's scale; one pixel of tolerance and then some for
+    the moment between the evaluation and the chart's query."""
+    chart = section["charts"]["burndown"]["series"]
+    ideal, remaining = points(chart["ideal"]), points(chart["remaining"])
+    full, empty = ideal[0][1], ideal[-1][1]
+    drawn = (remaining[-1][1] - empty) / (full - empty)
+    want = number(section["remaining"])
+    if abs(drawn - want) > 0.01:
+        return [f"SLO {slo}: the burn-down ends at {drawn:.4f}, the SLO has {want} remaining"]
+    return []
+
+
 def check_team(report, slo, releases, prometheus):
     data, wrong = report["data"], []
     sections = [s for s in data["slos"] if s["slo"] == slo]
@@ -230,27 +253,31 @@ def check_team(report, slo, releases, prometheus):
     s = sections[0]
     if number(s["remaining"]) is None:
         wrong.append(f"SLO {slo}: empty data-remaining")
-    for chart, series in (("burndown", ("remaining", "ideal")), ("burn", ("burn",))):
+    # Minimum points per series: the burn-down runs from the period's start to now; the
+    # burn rate over the last hours may have a single sample on a fresh cluster.
+    for chart, series in (("burndown", {"remaining": 2, "ideal": 2}), ("burn", {"burn": 1})):
         c = s["charts"].get(chart)
         if c is None:
             wrong.append(f"SLO {slo}: no {chart} chart (charts: {sorted(s['charts'])})")
             continue
         if c["nodata"] and not prometheus:
             continue
-        for name in series:
+        for name, least in series.items():
             try:
                 n = len(points(c["series"].get(name)))
             except ValueError:
                 wrong.append(f"{chart} chart: series {name} has points that are not numbers: {c['series'].get(name)!r}")
                 continue
-            if n < 2:
-                wrong.append(f"{chart} chart: series {name} has {n} point(s), want a line "
+            if n < least:
+                wrong.append(f"{chart} chart: series {name} has {n} point(s), want at least {least} "
                              f"(series {sorted(c['series'])}, nodata {c['nodata']})")
         if chart == "burn":
             got = {name: number(f) for name, f in c["thresholds"]}
             if len(got) != len(c["thresholds"]) or any(
                     not same(got.get(k), v) for k, v in PRODUCTION_THRESHOLDS.items()) or set(got) != set(PRODUCTION_THRESHOLDS):
                 wrong.append(f"burn chart thresholds {c['thresholds']}, want {sorted(PRODUCTION_THRESHOLDS.items())}")
+    if prometheus and not wrong:
+        wrong += burndown_ends_at_remaining(slo, s)
     ledger = {f"{r['metadata']['namespace']}/{r['metadata']['name']}":
               (r.get("status", {}).get("phase"), r["spec"].get("band")) for r in releases["items"]}
     page = {r["release"]: (r["phase"], r["band"] or None) for r in data["releases"]}
@@ -285,10 +312,6 @@ def main(argv):
         wrong = check_clean(report, argv[3])
     elif command == "platform":
         wrong = check_platform(report, load(argv[3]), argv[4].split(","), load(argv[5]) if len(argv) > 5 else None)
-        if wrong is None:
-            print(f"the page shows the evaluation of {report['data']['evaluatedAt']}, "
-                  f"GET /api/v1/platform that of {report['data']['api'].get('evaluatedAt')}")
-            return 2
     elif command == "frozen":
         wrong = check_frozen(report, argv[3], argv[4] == "true")
     elif command == "team":

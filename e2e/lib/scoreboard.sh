@@ -94,19 +94,20 @@ scenario_scoreboard_browser_driver_reports_console_errors() {
 
 scenario_scoreboard_platform_page_matches_status() {
   scoreboard_teams || return 1
-  local i why rc status=() compared="the API and the TeamBudgets"
-  for ((i = 0; i < 5; i++)); do
+  local i why status=() compared="the API and the TeamBudgets"
+  # Budgets are evaluated every 2 s and the Prometheus-read ones move each time: a
+  # difference that is gone on the next read was an evaluation between the reads.
+  for ((i = 1; i <= 5; i++)); do
     browse platform / platform || return 1
     k get teambudgets -o json >"$OUT/teambudgets.json" || fail "kubectl get teambudgets failed" || return 1
-    status=()
+    status=() compared="the API and the TeamBudgets"
     if status_json >"$OUT/status.json" 2>/dev/null; then status=("$OUT/status.json"); compared="budgetgate status, $compared"; fi
-    why=$(scoreboard platform "$ARTIFACTS/scoreboard-platform.json" "$OUT/teambudgets.json" "$SB_HEALTHY,$SB_FROZEN" "${status[@]}"); rc=$?
-    ((rc == 2)) || break   # 2: the budgets moved between the page and the API: again
+    why=$(scoreboard platform "$ARTIFACTS/scoreboard-platform.json" "$OUT/teambudgets.json" "$SB_HEALTHY,$SB_FROZEN" "${status[@]}") && break
   done
-  ((rc == 0)) || fail "$why" || return 1
+  [[ -z $why ]] || fail "$why (5 reads)" || return 1
   page_ok platform platform frozen "$SB_FROZEN" true &&
     page_ok platform platform frozen "$SB_HEALTHY" false || return 1
-  echo "every team row equals $compared" >"$OUT/detail"
+  echo "every team row equals $compared (read $i time(s))" >"$OUT/detail"
 }
 
 scenario_scoreboard_team_page_charts() {
