@@ -35,7 +35,7 @@ browse() {
     --screenshot "$shot" --extract "$(scoreboard extract "$page")" \
     >"$ARTIFACTS/scoreboard-$name.json" 2>"$OUT/browser.err" ||
     fail "loading $path in Chromium: $(cat "$OUT/browser.err")" || return 1
-  if [[ ${E2E_SCREENSHOTS:-0} == 1 ]]; then
+  if [[ ${E2E_SCREENSHOTS:-0} == 1 && $name == @(platform|team|adoption) ]]; then
     mkdir -p "$ROOT/docs/screenshots" && cp "$shot" "$ROOT/docs/screenshots/$name.png"
   fi
 }
