@@ -153,7 +153,8 @@ def compare(page, other, what):
 
 
 def instant(text):
-    return datetime.datetime.fromisoformat(text) if text else None
+    """An RFC 3339 time (Python before 3.11 does not read a trailing Z)."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def evaluated(teambudgets):
