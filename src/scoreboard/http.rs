@@ -241,16 +241,17 @@ async fn burndown(
         );
     }
     let all: f64 = total.iter().map(|(_, v)| v).sum();
+    // Every step, so the line stays flat where nothing was spent (or nothing recorded).
     let mut points = vec![(first, 1.0)];
     let mut spent = 0.0;
-    for (t, _) in &total {
-        spent += bad.get(t).copied().unwrap_or(0.0).max(0.0);
+    for t in (first + step..=now).step_by(step as usize) {
+        spent += bad.get(&t).copied().unwrap_or(0.0).max(0.0);
         let remaining = if all > 0.0 {
             1.0 - spent / (b * all)
         } else {
             1.0
         };
-        points.push((*t, remaining));
+        points.push((t, remaining));
     }
     Series {
         start,

@@ -156,11 +156,7 @@ pub fn burn(series: &Series, thresholds: &[Threshold], label: &str) -> String {
         y0: 0.0,
         y1: top,
     };
-    axes(
-        &mut out,
-        &f,
-        &[(0.0, "0x".to_owned()), (1.0, "1x".to_owned())],
-    );
+    axes(&mut out, &f, &[(0.0, "0x".to_owned())]);
     for t in thresholds {
         let y = f.y(t.factor);
         let _ = write!(

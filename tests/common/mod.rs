@@ -213,20 +213,28 @@ pub async fn get(addr: SocketAddr, ca: &Path, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Plain-HTTP GET of the metrics endpoint.
-pub async fn metrics(addr: SocketAddr) -> String {
+/// A plain-HTTP request: status and body.
+pub async fn plain(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();
     tokio::spawn(connection);
     let request = hyper::Request::builder()
-        .uri("/metrics")
+        .method(method)
+        .uri(path)
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
-    String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes()).into_owned()
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Plain-HTTP GET of the metrics endpoint.
+pub async fn metrics(addr: SocketAddr) -> String {
+    plain(addr, "GET", "/metrics").await.1
 }
 
 /// What `budgetgate evaluate` answers for a review file.
