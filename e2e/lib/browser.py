@@ -373,13 +373,6 @@ def check(url, screenshot=None, width=1280, height=800, full_page=False, extract
             raise BrowserError(f"{url} did not load: {nav['errorText']}")
         if browser.wait_event("Page.loadEventFired", timeout, start) is None:
             raise BrowserError(f"{url} did not finish loading within {timeout}s")
-        browser.pump(0.3)  # late console messages and subresource failures
-        status = None
-        for e in browser.events[start:]:
-            p = e.get("params", {})
-            if e["method"] == "Network.responseReceived" and p.get("requestId") == nav.get("loaderId"):
-                status = p["response"]["status"]
-
         def evaluate(expression):
             r = browser.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
                                                   "awaitPromise": True}, session=session)
@@ -388,8 +381,16 @@ def check(url, screenshot=None, width=1280, height=800, full_page=False, extract
                 raise BrowserError(f"evaluating {expression!r}: {remote_text(d.get('exception', {})) or d.get('text')}")
             return r["result"].get("value")
 
-        title = evaluate("document.title")
+        # The expression first: whatever it asks the server (the page's own API, say) then
+        # comes as close as possible to the moment the page was served.
         data = evaluate(extract) if extract else None
+        title = evaluate("document.title")
+        browser.pump(0.3)  # late console messages and subresource failures
+        status = None
+        for e in browser.events[start:]:
+            p = e.get("params", {})
+            if e["method"] == "Network.responseReceived" and p.get("requestId") == nav.get("loaderId"):
+                status = p["response"]["status"]
         if screenshot:
             metrics = browser.call("Page.getLayoutMetrics", session=session)
             size = metrics.get("cssContentSize") or metrics["contentSize"]
