@@ -6,7 +6,7 @@ scoreboard.py extract PAGE
     (PAGE: platform, team or adoption): the page's markup as plain data.
 scoreboard.py clean REPORT PAGE
     the page loaded with status 200, is the PAGE page, has no console errors, no failed
-    requests, no scripts and no external resources.
+    requests, no scripts and no external resources, and fits the window's width.
 scoreboard.py platform REPORT TEAMBUDGETS STABLE-TEAM,... [STATUS]
     every team row's remaining/band/state equals GET /api/v1/platform's (read by the page
     right after it loaded) and the published TeamBudget's (and `budgetgate status -o
@@ -31,6 +31,7 @@ import sys
 
 COMMON = """
   page: document.body.dataset.page,
+  overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
   evaluatedAt: document.body.dataset.evaluatedAt,
   scripts: document.querySelectorAll('script').length,
   external: [...document.querySelectorAll('[src], link[href], object[data], iframe, embed')]
@@ -119,6 +120,9 @@ def check_clean(report, page):
         wrong.append(f"{report['url']}: {data['scripts']} script element(s), want none")
     if data.get("external"):
         wrong.append(f"{report['url']}: external resources {data['external']}, want none")
+    if data.get("overflow", 0) > 0:
+        wrong.append(f"{report['url']}: {data['overflow']} px wider than the window (1280 px): "
+                     f"something is cut off or scrolls sideways")
     return wrong
 
 
