@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cluster;
+mod report;
 mod serve;
 
 pub use cluster::ClusterArgs;
+pub use report::{ReportArgs, ReportFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,6 +83,9 @@ pub enum Command {
         with --use-recording-rules (the rules of `budgetgate rules`). Exit 2 when Prometheus cannot\n\
         be read after the retries.")]
     Status(StatusArgs),
+    /// The planning review per team and tier: budget, releases, rollbacks, incidents, exceptions.
+    #[command(after_help = report::AFTER_HELP)]
+    Report(ReportArgs),
     /// Serve the admission webhook over TLS (file mode or cluster mode).
     #[command(after_help = "Examples:\n  \
         budgetgate certs --out /tmp/bg-certs --dns localhost --ip 127.0.0.1\n  \
@@ -438,6 +443,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Evaluate(args) => evaluate(&args),
         Command::Status(args) => status_cmd(&args),
+        Command::Report(args) => report::run(&args),
         Command::Rules(args) => rules_cmd(&args).map(|()| true),
         Command::Crds => crds().map(|()| true),
         Command::Certs(args) => certs(&args).map(|()| true),
