@@ -12,7 +12,7 @@ use crate::api::{
     BudgetException, BudgetState, Duration, ExceptionKind, Release, ReleasePhase, TeamBudget,
     Timestamp,
 };
-use crate::index::Index;
+use crate::index::{Index, SloSignals};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -28,6 +28,8 @@ pub struct ReportInput<'a> {
     /// Length of the range; it ends at `now`.
     pub since: &'a Duration,
     pub now: Timestamp,
+    /// Each SLO's counts over the range (its `period` = the range), when Prometheus was read.
+    pub events: Option<&'a [SloSignals]>,
 }
 
 /// The definitions of every number, in the words the Markdown footer prints.
@@ -92,6 +94,10 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     (
         "Ledger",
         "the controller keeps the newest 20 Releases per Deployment; a Deployment released more often within the range is under-counted.",
+    ),
+    (
+        "Events (with Prometheus)",
+        "each SLO's bad and total events over the range, summed per team and tier; burn over the range = Σ bad ÷ Σ (budget ratio × total), so 1 means the team spent exactly what its objectives allow for that traffic.",
     ),
     (
         "Tier and platform totals",
@@ -223,6 +229,15 @@ pub struct TeamRow {
     pub incident_budget_consumed: f64,
     /// Sum of max(0, budgetConsumed − max(0, remainingAtStart)).
     pub incident_overage: f64,
+    /// Bad events of the team's SLOs over the range (with Prometheus).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_bad: Option<f64>,
+    /// All events of the team's SLOs over the range (with Prometheus).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_total: Option<f64>,
+    /// Σ bad ÷ Σ (budget ratio × total) over the range (with Prometheus).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_burn_rate: Option<f64>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -317,6 +332,9 @@ fn team_row<'r>(
             budget_consumed: 0.0,
             incident_budget_consumed: 0.0,
             incident_overage: 0.0,
+            events_bad: None,
+            events_total: None,
+            range_burn_rate: None,
         })
 }
 
@@ -467,6 +485,29 @@ pub fn build(input: &ReportInput) -> Report {
         .collect();
     active_exceptions
         .sort_by(|a, b| (&a.namespace, &a.exception).cmp(&(&b.namespace, &b.exception)));
+
+    // Event counts over the range, summed per team and tier like the budgets (§4).
+    let mut allowed: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for slo in input.events.into_iter().flatten() {
+        let (Some((team, tier)), Some(spend)) =
+            (input.index.team_of(&slo.key.namespace), slo.signals.period)
+        else {
+            continue;
+        };
+        let budget_ratio = crate::budget::budget_ratio(slo.objective);
+        let r = team_row(&mut rows, &team, &tier);
+        *r.events_bad.get_or_insert(0.0) += spend.bad;
+        // Spend keeps b · total; dividing it back leaves float dust: events are whole.
+        *r.events_total.get_or_insert(0.0) += (spend.allowed / budget_ratio * 1e6).round() / 1e6;
+        *allowed.entry((team, tier)).or_default() += spend.allowed;
+    }
+    for (key, allowed) in allowed {
+        if let Some(r) = rows.get_mut(&key) {
+            r.range_burn_rate = r
+                .events_bad
+                .map(|bad| if allowed > 0.0 { bad / allowed } else { 0.0 });
+        }
+    }
 
     let mut teams: Vec<TeamRow> = rows.into_values().collect();
     let mut tiers: BTreeMap<String, TierTotals> = BTreeMap::new();

@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 pub const AFTER_HELP: &str = "Examples:\n  \
     budgetgate report --kubeconfig ~/.kube/config --since 90d > review.md\n  \
     budgetgate report --cluster --since 30d -o csv\n  \
+    budgetgate report --kubeconfig ~/.kube/config --prometheus http://127.0.0.1:9090\n  \
     budgetgate report --policy manifests/samples --since 90d --now 2026-11-29T12:00:00Z -o json\n\n\
     Per team and tier over the range ending at --now (default: the clock): the budget now, releases\n\
     by outcome, rollbacks, change failure rate, deployments per week, budget consumed by releases,\n\
     incidents with their overage, and exception use; per-tier and platform totals. Computed from\n\
     Releases, TeamBudgets (their incidents), BudgetExceptions and the Namespaces' team labels. The\n\
-    Markdown ends with the definition of every number. Exit 2 on bad input or an unreachable cluster.";
+    Markdown ends with the definition of every number. With --prometheus it adds each team's bad and\n\
+    total events over the range and its burn over the range (event-weighted). Exit 2 on bad input,\n\
+    an unreachable cluster or an unreadable Prometheus.";
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
@@ -40,6 +43,10 @@ pub struct ReportArgs {
     /// End of the range, RFC 3339 (default: the clock).
     #[arg(long, env = "BUDGETGATE_NOW")]
     pub now: Option<String>,
+    /// Also read each SLO's bad and total events over the range from this Prometheus
+    /// (e.g. http://prometheus:9090), summed per team.
+    #[arg(long, env = "BUDGETGATE_PROMETHEUS")]
+    pub prometheus: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Markdown)]
     pub output: ReportFormat,
 }
@@ -76,6 +83,10 @@ pub fn run(args: &ReportArgs) -> Result<bool, BadInput> {
             }
         }
     };
+    let events = match &args.prometheus {
+        Some(url) => Some(range_events(&ledger.index, url, &args.since, now)?),
+        None => None,
+    };
     let report = report::build(&ReportInput {
         releases: &ledger.releases,
         team_budgets: &ledger.team_budgets,
@@ -83,6 +94,7 @@ pub fn run(args: &ReportArgs) -> Result<bool, BadInput> {
         index: &ledger.index,
         since: &args.since,
         now,
+        events: events.as_deref(),
     });
     let text = match args.output {
         ReportFormat::Markdown => render::markdown(&report),
@@ -91,6 +103,33 @@ pub fn run(args: &ReportArgs) -> Result<bool, BadInput> {
     };
     print!("{text}");
     Ok(true)
+}
+
+/// Every SLO's counts over the range: the evaluator's own batched queries, with each SLO's
+/// period set to the range.
+fn range_events(
+    index: &crate::index::Index,
+    url: &str,
+    since: &api::Duration,
+    now: api::Timestamp,
+) -> Result<Vec<crate::index::SloSignals>, BadInput> {
+    let mut index = index.clone();
+    for spec in index.slos.values_mut() {
+        spec.window = Some(api::Window::Rolling(since.clone()));
+    }
+    let evaluation =
+        crate::prom::evaluate_blocking(&index, now, &crate::prom::PromConfig::new(url))
+            .map_err(|e| BadInput(e.to_string()))?;
+    for note in &evaluation.notes {
+        tracing::warn!("{note}");
+    }
+    tracing::info!(
+        prometheus = url,
+        slos = evaluation.slos.len(),
+        requests = evaluation.requests,
+        "read the SLOs' events over the range"
+    );
+    Ok(evaluation.slos)
 }
 
 /// File mode: the policy's index, plus the whole Release, TeamBudget and BudgetException

@@ -106,8 +106,13 @@ pub fn team_row(t: &TeamRow) -> String {
 fn summary(report: &Report) -> String {
     let p = &report.platform;
     let teams = report.teams.len() as u32;
+    let shipping = report
+        .teams
+        .iter()
+        .filter(|t| t.activity.releases + t.activity.phases.superseded > 0)
+        .count() as u32;
     let mut out = format!(
-        "From {} to {} ({}), {} shipped {}: {} promoted, {} direct, {} rolled back or failed",
+        "From {} to {} ({}), {shipping} of {} shipped {}: {} promoted, {} direct, {} rolled back or failed",
         date(report.from),
         date(report.to),
         report.since,
@@ -208,6 +213,38 @@ pub fn markdown(report: &Report) -> String {
     }
     if report.tiers.is_empty() {
         out.push_str("\nNo team had a budget or a release in the range.\n");
+    }
+
+    if report.teams.iter().any(|t| t.events_total.is_some()) {
+        let _ = write!(
+            out,
+            "\n## Events over the range (Prometheus)\n\n{}",
+            table_head(&[
+                "Team",
+                "Tier",
+                "Bad events",
+                "Events",
+                "Error ratio",
+                "Burn over the range",
+            ])
+        );
+        for t in report.teams.iter().filter(|t| t.events_total.is_some()) {
+            let bad = t.events_bad.unwrap_or(0.0);
+            let total = t.events_total.unwrap_or(0.0);
+            out.push_str(&table_row(&[
+                cell(&t.team),
+                cell(&t.tier),
+                format!("{bad:.0}"),
+                format!("{total:.0}"),
+                if total > 0.0 {
+                    format!("{:.3}%", bad / total * 100.0)
+                } else {
+                    "-".into()
+                },
+                t.range_burn_rate
+                    .map_or_else(|| "-".to_owned(), |b| format!("{b:.2}x")),
+            ]));
+        }
     }
 
     out.push_str("\n## Rollbacks\n\n");
@@ -357,6 +394,9 @@ const CSV_COLUMNS: &[&str] = &[
     "incidentsOverBudget",
     "incidentsOverdue",
     "exceptionReleases",
+    "eventsBad",
+    "eventsTotal",
+    "rangeBurnRate",
 ];
 
 fn csv_field(text: &str) -> String {
@@ -399,6 +439,9 @@ pub fn csv(report: &Report) -> String {
             a.incidents_over_budget.to_string(),
             a.incidents_overdue.to_string(),
             a.exception_releases.to_string(),
+            num(t.events_bad),
+            num(t.events_total),
+            num(t.range_burn_rate),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');

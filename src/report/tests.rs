@@ -1,7 +1,7 @@
 use super::*;
 use crate::api::{BudgetState, ReliabilityPolicy, TeamBudgetSpec, TeamBudgetStatus, TierBudget};
 use crate::budget::Assessment;
-use crate::index::NamespaceMeta;
+use crate::index::{NamespaceMeta, SloSignals};
 use crate::policy::Policy;
 use serde_json::json;
 
@@ -291,6 +291,7 @@ fn report_of(f: &Fixture) -> Report {
         index: &f.index,
         since: &Duration::parse("28d").unwrap(),
         now: ts(NOW),
+        events: None,
     })
 }
 
@@ -482,7 +483,7 @@ fn markdown_has_the_title_summary_rows_and_definitions() {
     assert_eq!(lines[0], "# budgetgate review: 2026-11-01 – 2026-11-29");
     assert_eq!(
         lines[2],
-        "From 2026-11-01 to 2026-11-29 (28d), 4 teams shipped 9 releases: 3 promoted, 2 direct, \
+        "From 2026-11-01 to 2026-11-29 (28d), 3 of 4 teams shipped 9 releases: 3 promoted, 2 direct, \
          2 rolled back or failed (change failure rate 28.6%), 1.25 deployments per week. \
          3 incidents overlapped the range; 2 ran over the budget that was left and 1 was overdue. \
          2 releases went through on a BudgetException; 1 exception is active now. \
@@ -532,15 +533,15 @@ fn csv_has_a_header_and_one_line_per_team_and_tier() {
         "team,tier,remaining,band,state,releases,promoted,direct,rolledBack,failed,observed,\
          progressing,superseded,rollbacks,changeFailureRate,deploymentFrequency,budgetConsumed,\
          incidents,incidentBudgetConsumed,incidentOverage,incidentsOverBudget,incidentsOverdue,\
-         exceptionReleases"
+         exceptionReleases,eventsBad,eventsTotal,rangeBurnRate"
     );
     assert_eq!(
         lines[3],
-        "discovery,production,0.45,caution,Caution,2,0,1,0,0,1,0,0,0,0,0.25,0,0,0,0,0,0,1"
+        "discovery,production,0.45,caution,Caution,2,0,1,0,0,1,0,0,0,0,0.25,0,0,0,0,0,0,1,,,"
     );
     assert_eq!(
         lines[1],
-        "ledger,production,-0.05,,Exhausted,0,0,0,0,0,0,0,0,0,,0,0,0,0,0,0,0,0"
+        "ledger,production,-0.05,,Exhausted,0,0,0,0,0,0,0,0,0,,0,0,0,0,0,0,0,0,,,"
     );
 }
 
@@ -571,4 +572,53 @@ fn the_ledger_definition_names_the_controllers_limit() {
         "newest {} Releases",
         crate::controller::rollout::LEDGER_LIMIT
     )));
+}
+
+fn slo_signals(namespace: &str, objective: f64, counts: Option<(f64, f64)>) -> SloSignals {
+    use crate::budget::{Counts, Signals};
+    let b = crate::budget::budget_ratio(objective);
+    SloSignals {
+        key: crate::index::ObjectKey::new(namespace, "avail"),
+        objective,
+        window: None,
+        signals: Signals::from_counts(b, counts.map(|(bad, total)| Counts { bad, total }), []),
+    }
+}
+
+#[test]
+fn prometheus_events_are_summed_per_team_and_burn_is_event_weighted() {
+    let f = fixture();
+    let events = [
+        slo_signals("shop", 99.9, Some((30.0, 20_000.0))),
+        slo_signals("cart", 99.0, Some((10.0, 1_000.0))),
+        // No data: left out, not zero.
+        slo_signals("search", 99.9, None),
+        slo_signals("sandbox", 99.9, Some((5.0, 10.0))),
+    ];
+    let report = build(&ReportInput {
+        releases: &f.releases,
+        team_budgets: &f.team_budgets,
+        exceptions: &f.exceptions,
+        index: &f.index,
+        since: &Duration::parse("28d").unwrap(),
+        now: ts(NOW),
+        events: Some(&events),
+    });
+    let payments = &report.teams[1];
+    assert_eq!(payments.team, "payments");
+    assert_eq!(payments.events_bad, Some(40.0));
+    assert_eq!(payments.events_total, Some(21_000.0));
+    // 40 bad events against 20 + 10 allowed.
+    assert!(close(payments.range_burn_rate.unwrap(), 40.0 / 30.0));
+    let discovery = &report.teams[2];
+    assert_eq!(
+        (discovery.events_bad, discovery.range_burn_rate),
+        (None, None)
+    );
+    let text = render::markdown(&report);
+    assert!(text.contains(
+        "\n## Events over the range (Prometheus)\n\n| Team | Tier | Bad events | Events | Error ratio | Burn over the range |\n| --- | --- | --- | --- | --- | --- |\n| payments | production | 40 | 21000 | 0.190% | 1.33x |\n\n## Rollbacks"
+    ));
+    let csv = render::csv(&report);
+    assert!(csv.contains(",1,40,21000,1.3333333333333333\n"), "{csv}");
 }
