@@ -88,21 +88,40 @@ print(t["tier"], t["releases"], t["phases"]["direct"], t["rollbacks"], t["change
     expect_has "markdown row of e2e-report" "$markdown" $'\n| e2e-report | 90.0% | healthy | Healthy | 2 | 0 | 2 | 0 | 0 | 0 | 0.0% | 0.16 | 0.0% | 0 | 0.0% | 0.0% | 0 | 0 |\n' &&
     expect_has "markdown definitions" "$markdown" "## Definitions" || return 1
 
-  # status in cluster mode shows what the controller published on each TeamBudget.
+  # With Prometheus: the SLOs' events over the range join the rows.
+  out=$("$bin" report --kubeconfig "$KUBECONFIG" --prometheus "$E2E_PROMETHEUS_URL" --since 90d -o json 2>"$OUT/report.err") ||
+    fail "report --prometheus exited $?: $(tail -n 1 "$OUT/report.err")" || return 1
+  python3 -c 'import json, sys; json.loads(sys.stdin.read())["teams"]' <<<"$out" ||
+    fail "report --prometheus: not the review's JSON: ${out:0:200}" || return 1
+
+  # status in cluster mode shows what the controller published on each TeamBudget. Budgets
+  # read from Prometheus move every interval: the TeamBudgets are read before and after
+  # status, and status must show one of the two.
+  local before after mismatch
   for ((i = 0; i < 5; i++)); do
+    before=$(k get teambudgets -o json) || return 1
     out=$("$bin" status --kubeconfig "$KUBECONFIG" -o json 2>"$OUT/status.err") ||
       fail "status exited $?: $(cat "$OUT/status.err")" || return 1
-    local team tier remaining published mismatch=""
-    while read -r team tier remaining; do
-      published=$(k get teambudget "$team" -o jsonpath="{.status.tiers[?(@.tier==\"$tier\")].remaining}")
-      python3 -c 'import sys; a, b = sys.argv[1:]; sys.exit(0 if (a == b == "None") or (a != "None" and b and abs(float(a) - float(b)) < 1e-9) else 1)' \
-        "$remaining" "${published:-None}" || mismatch+=" $team/$tier: status $remaining, TeamBudget ${published:-none};"
-    done < <(python3 -c 'import json, sys
-for t in json.loads(sys.stdin.read())["teams"]: print(t["team"], t["tier"], t["remaining"])' <<<"$out")
+    after=$(k get teambudgets -o json) || return 1
+    mismatch=$(python3 - "$out" 3<<<"$before" 4<<<"$after" <<'PY'
+import json, os, sys
+status = json.loads(sys.argv[1])
+def published(fd):
+    return {(t["spec"]["team"], tier["tier"]): tier.get("remaining")
+            for t in json.load(os.fdopen(fd))["items"] for tier in t.get("status", {}).get("tiers", [])}
+before, after = published(3), published(4)
+same = lambda a, b: (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-9)
+bad = [f"{t['team']}/{t['tier']}: status {t['remaining']}, TeamBudget {before.get(key)} then {after.get(key)}"
+       for t in status["teams"] for key in [(t["team"], t["tier"])]
+       if not (same(t["remaining"], before.get(key)) or same(t["remaining"], after.get(key)))]
+missing = sorted(f"{k[0]}/{k[1]}" for k in set(before) & set(after) if k not in {(t["team"], t["tier"]) for t in status["teams"]})
+print("; ".join(bad + [f"{m}: not in status" for m in missing]))
+PY
+) || return 1
     [[ -z $mismatch ]] && break
-    sleep 2
+    sleep 1
   done
-  [[ -z $mismatch ]] || fail "status --kubeconfig vs kubectl:$mismatch" || return 1
+  [[ -z $mismatch ]] || fail "status --kubeconfig vs kubectl: $mismatch" || return 1
   expect_has "status has e2e-report" "$out" '"team": "e2e-report"' || return 1
   echo "review matches kubectl ($counts); status matches every TeamBudget" >"$OUT/detail"
 }
