@@ -134,16 +134,40 @@ impl Index {
         Some((team, tier))
     }
 
-    /// Releases of every namespace of `team` in `tier`.
+    /// Whether `namespace` belongs to `team` in `tier` (no allocation: this runs per
+    /// namespace on the admission path).
+    pub fn is_team_namespace(&self, namespace: &str, team: &str, tier: &str) -> bool {
+        let Some(meta) = self.namespaces.get(namespace) else {
+            return false;
+        };
+        meta.team.as_deref() == Some(team)
+            && match &meta.tier {
+                Some(t) => t == tier,
+                None => self.policy.as_ref().is_some_and(|p| p.default_tier == tier),
+            }
+    }
+
+    /// Releases of every namespace of `team` in `tier`, by namespace and name: a range of
+    /// the release map per namespace of the team, not a scan of every release.
     pub fn team_releases<'a>(
         &'a self,
         team: &'a str,
         tier: &'a str,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a ReleaseEntry)> + 'a {
-        self.releases.iter().filter(move |(key, _)| {
-            self.team_of(&key.namespace)
-                .is_some_and(|(t, ti)| t == team && ti == tier)
-        })
+        self.namespaces
+            .keys()
+            .filter(move |ns| self.is_team_namespace(ns, team, tier))
+            .flat_map(move |ns| self.namespace_releases(ns))
+    }
+
+    /// The releases of one namespace (keys sort by namespace first).
+    pub fn namespace_releases<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a ReleaseEntry)> + 'a {
+        self.releases
+            .range(ObjectKey::new(namespace, "")..)
+            .take_while(move |(k, _)| k.namespace == namespace)
     }
 }
 

@@ -4,7 +4,8 @@
 //! (tiers, bands, plans), [`decision`] (change classification and the admission answer),
 //! [`index`] (the state the decision reads), [`publish`] (the statuses the controller
 //! writes), [`rollout`] (the canary state machine), [`scoreboard`]'s views and HTML,
-//! [`snapshot`], [`status`], [`selector`], and [`prom`]'s query building and parsing.
+//! [`snapshot`], [`status`], [`report`] (the planning review), [`selector`], and [`prom`]'s
+//! query building and parsing.
 //!
 //! Thin I/O shells: [`load`] (file mode), [`source`] (file polling and cluster watches),
 //! [`prom`]'s client (Prometheus),
@@ -25,6 +26,7 @@ pub mod load;
 pub mod policy;
 pub mod prom;
 pub mod publish;
+pub mod report;
 pub mod rollout;
 pub mod scoreboard;
 pub mod selector;

@@ -12,7 +12,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cluster;
+mod report;
 mod serve;
+
+pub use cluster::ClusterArgs;
+pub use report::{ReportArgs, ReportFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,12 +71,21 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         budgetgate status --policy manifests/samples --budgets manifests/samples/budgets.json -o table\n  \
         budgetgate status --policy manifests/samples --prometheus http://127.0.0.1:9090 -o json\n  \
-        budgetgate status --policy manifests/samples --prometheus http://127.0.0.1:9090 --use-recording-rules\n\n\
+        budgetgate status --policy manifests/samples --prometheus http://127.0.0.1:9090 --use-recording-rules\n  \
+        budgetgate status --kubeconfig ~/.kube/config -o json\n  \
+        budgetgate status --cluster\n\n\
+        With --kubeconfig (or --cluster: the in-cluster configuration, else $KUBECONFIG) it lists the\n\
+        policy, Namespaces, SLOs, TeamBudgets, BudgetExceptions and Releases once and shows the\n\
+        budgets the controller last published: exactly what the webhook answers from. Exit 2 when the\n\
+        cluster cannot be read.\n\n\
         With --prometheus the counts are read at --now (default: the clock) in batched queries:\n\
         requests = distinct windows x 2 x ceil(SLOs / --prometheus-batch-size), or distinct windows x 2\n\
         with --use-recording-rules (the rules of `budgetgate rules`). Exit 2 when Prometheus cannot\n\
         be read after the retries.")]
     Status(StatusArgs),
+    /// The planning review per team and tier: budget, releases, rollbacks, incidents, exceptions.
+    #[command(after_help = report::AFTER_HELP)]
+    Report(ReportArgs),
     /// Serve the admission webhook over TLS (file mode or cluster mode).
     #[command(after_help = "Examples:\n  \
         budgetgate certs --out /tmp/bg-certs --dns localhost --ip 127.0.0.1\n  \
@@ -310,10 +324,13 @@ pub struct CertsArgs {
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// ReliabilityPolicy, Namespaces, SLOs: a YAML file or a directory of them.
-    #[arg(long, env = "BUDGETGATE_POLICY")]
-    pub policy: PathBuf,
+    #[arg(long, env = "BUDGETGATE_POLICY", required_unless_present_any = ["kubeconfig", "cluster"],
+          conflicts_with_all = ["kubeconfig", "cluster"])]
+    pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub source: BudgetSource,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[command(flatten)]
     pub prometheus_options: PrometheusArgs,
     /// Evaluate as of this RFC 3339 time instead of the clock (with --prometheus).
@@ -323,15 +340,17 @@ pub struct StatusArgs {
     pub output: Output,
 }
 
-/// Where the counts come from: exactly one of a snapshot file or Prometheus.
+/// Where the counts come from in file mode: exactly one of a snapshot file or Prometheus.
+/// Cluster mode reads the budgets the controller published instead.
 #[derive(clap::Args, Debug)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct BudgetSource {
     /// BudgetSnapshot JSON file with the SLO counts.
-    #[arg(long, env = "BUDGETGATE_BUDGETS")]
+    #[arg(long, env = "BUDGETGATE_BUDGETS", required_unless_present_any = ["prometheus", "kubeconfig", "cluster"],
+          conflicts_with_all = ["kubeconfig", "cluster"])]
     pub budgets: Option<PathBuf>,
     /// Prometheus base URL to read the SLO counts from, e.g. http://prometheus:9090.
-    #[arg(long, env = "BUDGETGATE_PROMETHEUS")]
+    #[arg(long, env = "BUDGETGATE_PROMETHEUS", conflicts_with_all = ["kubeconfig", "cluster"])]
     pub prometheus: Option<String>,
 }
 
@@ -424,6 +443,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Evaluate(args) => evaluate(&args),
         Command::Status(args) => status_cmd(&args),
+        Command::Report(args) => report::run(&args),
         Command::Rules(args) => rules_cmd(&args).map(|()| true),
         Command::Crds => crds().map(|()| true),
         Command::Certs(args) => certs(&args).map(|()| true),
@@ -654,16 +674,19 @@ fn verdict_table(decisions: &[Decision]) -> String {
 
 fn status_cmd(args: &StatusArgs) -> Result<bool, BadInput> {
     let now = clock(args.now.as_ref())?;
-    let index = match (&args.source.budgets, &args.source.prometheus) {
-        (Some(budgets), _) => load_state(&StateArgs {
-            policy: args.policy.clone(),
+    let index = match (&args.policy, &args.source.budgets, &args.source.prometheus) {
+        (None, _, _) if args.cluster.enabled() => args.cluster.load()?.index(),
+        (Some(policy), Some(budgets), _) => load_state(&StateArgs {
+            policy: policy.clone(),
             budgets: budgets.clone(),
             now: None,
         })?,
-        (None, Some(url)) => prometheus_state(&args.policy, url, &args.prometheus_options, now)?,
-        (None, None) => {
+        (Some(policy), None, Some(url)) => {
+            prometheus_state(policy, url, &args.prometheus_options, now)?
+        }
+        _ => {
             return Err(BadInput(
-                "one of --budgets or --prometheus is required".into(),
+                "--policy with one of --budgets or --prometheus, or --kubeconfig / --cluster, is required".into(),
             ));
         }
     };

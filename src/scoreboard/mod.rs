@@ -289,16 +289,32 @@ fn frozen(
     None
 }
 
+/// The namespaces of every (team, tier), in one pass.
+fn namespaces_by_team(index: &Index) -> BTreeMap<(String, String), Vec<String>> {
+    let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for ns in index.namespaces.keys() {
+        if let Some(team) = index.team_of(ns) {
+            out.entry(team).or_default().push(ns.clone());
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 fn team_row(
     index: &Index,
     policy: &Policy,
     team: &str,
     tier_name: &str,
+    namespaces: &[String],
     a: &Assessment,
     now: Timestamp,
 ) -> TeamRow {
     let tier = policy.tier(tier_name);
-    let releases: Vec<(&ObjectKey, &ReleaseEntry)> = index.team_releases(team, tier_name).collect();
+    let releases: Vec<(&ObjectKey, &ReleaseEntry)> = namespaces
+        .iter()
+        .flat_map(|ns| index.namespace_releases(ns))
+        .collect();
     let in_flight = releases
         .iter()
         .filter(|(_, r)| r.phase == Some(ReleasePhase::Progressing))
@@ -354,12 +370,14 @@ pub fn platform(index: &Index, now: Timestamp) -> Platform {
             tiers: Vec::new(),
         };
     };
+    let namespaces = namespaces_by_team(index);
     let mut tiers: BTreeMap<&str, Vec<TeamRow>> = BTreeMap::new();
-    for ((team, tier), a) in &index.budgets.teams {
+    for (key @ (team, tier), a) in &index.budgets.teams {
+        let ns = namespaces.get(key).map_or(&[][..], Vec::as_slice);
         tiers
             .entry(tier.as_str())
             .or_default()
-            .push(team_row(index, policy, team, tier, a, now));
+            .push(team_row(index, policy, team, tier, ns, a, now));
     }
     for tier in index.budgets.platform.keys() {
         tiers.entry(tier.as_str()).or_default();
@@ -559,8 +577,9 @@ pub fn team(
                     }
                 })
                 .collect();
-            let mut releases: Vec<ReleaseRow> = index
-                .team_releases(team, &tier_name)
+            let mut releases: Vec<ReleaseRow> = namespaces
+                .iter()
+                .flat_map(|ns| index.namespace_releases(ns))
                 .map(|(k, r)| release_row(k, r))
                 .collect();
             newest_first(&mut releases);
@@ -588,7 +607,7 @@ pub fn team(
                 .filter_map(|ns| decision_now(index, ns, now))
                 .collect();
             TeamTier {
-                row: team_row(index, policy, team, &tier_name, a, now),
+                row: team_row(index, policy, team, &tier_name, &namespaces, a, now),
                 tier: tier_name,
                 namespaces,
                 slos,
@@ -649,7 +668,7 @@ pub fn adoption(index: &Index, now: Timestamp) -> Adoption {
                     None => continue,
                 },
             };
-            for (key, r) in index.releases.iter().filter(|(k, _)| &k.namespace == ns) {
+            for (key, r) in index.namespace_releases(ns) {
                 if r.phase == Some(ReleasePhase::Superseded) || r.created.is_none_or(|c| c < since)
                 {
                     continue;

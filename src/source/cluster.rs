@@ -337,6 +337,73 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, kube
     }
 }
 
+/// One list of every kind the webhook watches, without a watch: what `budgetgate status`
+/// and `budgetgate report` read in cluster mode.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub namespaces: Vec<Namespace>,
+    pub policies: Vec<ReliabilityPolicy>,
+    pub slos: Vec<ServiceLevelObjective>,
+    pub team_budgets: Vec<TeamBudget>,
+    pub exceptions: Vec<BudgetException>,
+    pub releases: Vec<Release>,
+    pub replica_sets: Vec<ReplicaSet>,
+}
+
+impl Listing {
+    /// Lists every kind once.
+    pub async fn list(client: &Client) -> Result<Listing, kube::Error> {
+        async fn all<K>(client: &Client) -> Result<Vec<K>, kube::Error>
+        where
+            K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        {
+            let list = Api::<K>::all(client.clone())
+                .list(&kube::api::ListParams::default())
+                .await?;
+            Ok(list.items)
+        }
+        Ok(Listing {
+            namespaces: all(client).await?,
+            policies: all(client).await?,
+            slos: all(client).await?,
+            team_budgets: all(client).await?,
+            exceptions: all(client).await?,
+            releases: all(client).await?,
+            replica_sets: all(client).await?,
+        })
+    }
+
+    /// The index the webhook's watch would publish for these objects: each kind is fed to
+    /// the same store as one complete watch listing.
+    pub fn index(&self) -> Index {
+        fn feed<K: Resource + Clone>(
+            objects: &[K],
+            wrap: fn(Event<K>) -> Watched,
+            store: &mut Store,
+        ) {
+            store.apply(wrap(Event::Init));
+            for o in objects {
+                store.apply(wrap(Event::InitApply(o.clone())));
+            }
+            store.apply(wrap(Event::InitDone));
+        }
+        let mut store = Store::default();
+        feed(&self.namespaces, Watched::Namespace, &mut store);
+        feed(&self.policies, Watched::Policy, &mut store);
+        feed(&self.slos, Watched::Slo, &mut store);
+        feed(&self.team_budgets, Watched::TeamBudget, &mut store);
+        feed(&self.exceptions, Watched::Exception, &mut store);
+        feed(&self.releases, Watched::Release, &mut store);
+        feed(&self.replica_sets, Watched::ReplicaSet, &mut store);
+        store.index()
+    }
+}
+
+/// Lists every watched kind once and builds the index the webhook would answer from.
+pub async fn load_index(client: &Client) -> Result<Index, kube::Error> {
+    Ok(Listing::list(client).await?.index())
+}
+
 /// Watches until shutdown, publishing a new index after each batch of events once every
 /// kind has been listed. Watch errors are retried with backoff; the last index stays.
 pub async fn watch(client: Client, shared: Arc<Shared>, shutdown: Shutdown) {
@@ -574,5 +641,67 @@ mod tests {
         let index = store.index();
         assert!(index.policy.is_none());
         assert_eq!(index.budgets, Budgets::default());
+    }
+
+    #[test]
+    fn a_listing_builds_the_index_the_watch_would_publish() {
+        let watched = synced_store().index();
+        let mut team = TeamBudget::new(
+            "payments",
+            TeamBudgetSpec {
+                team: "payments".into(),
+            },
+        );
+        team.status = Some(TeamBudgetStatus {
+            tiers: vec![TierBudget {
+                tier: "production".into(),
+                remaining: Some(0.8),
+                band: Some("healthy".into()),
+                state: Some(BudgetState::Healthy),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let release: Release = object(json!({
+            "metadata": {"name": "checkout-3f9a1c0b2d", "namespace": "shop",
+                         "creationTimestamp": "2026-11-29T10:00:00Z"},
+            "spec": {"deployment": "checkout", "revision": "3f9a1c0b2d", "exception": "hotfix-4411"},
+            "status": {"phase": "RolledBack"}
+        }));
+        let listing = Listing {
+            namespaces: vec![namespace("shop", "payments")],
+            policies: vec![policy()],
+            team_budgets: vec![team],
+            releases: vec![release],
+            ..Listing::default()
+        };
+        let index = listing.index();
+        assert_eq!(
+            index.team_of("shop"),
+            Some(("payments".into(), "production".into()))
+        );
+        assert_eq!(index.policy_name.as_deref(), Some("platform"));
+        assert_eq!(
+            index.budgets.teams[&("payments".to_owned(), "production".to_owned())],
+            watched.budgets.teams[&("payments".to_owned(), "production".to_owned())]
+        );
+        let entry = &index.releases[&ObjectKey::new("shop", "checkout-3f9a1c0b2d")];
+        assert_eq!(
+            (
+                entry.deployment.as_str(),
+                entry.created,
+                entry.phase,
+                entry.exception.as_deref()
+            ),
+            (
+                "checkout",
+                Some("2026-11-29T10:00:00Z".parse().unwrap()),
+                Some(crate::api::ReleasePhase::RolledBack),
+                Some("hotfix-4411")
+            )
+        );
+        // No SLO statuses were listed: no SLO budgets and no evaluation time.
+        assert!(index.budgets.slos.is_empty());
+        assert_eq!(index.budgets.evaluated_at, None);
     }
 }
