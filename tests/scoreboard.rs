@@ -67,7 +67,8 @@ async fn platform_page_and_json_carry_the_numbers_status_prints() {
             team["remaining"].as_f64().unwrap(),
             team["band"].as_str().unwrap_or(""),
             team["state"].as_str().unwrap(),
-            team["state"] == "Exhausted",
+            // Only discovery enforces: billing's namespace dry-runs, growth's staging warns.
+            name == "discovery",
         );
         assert!(page.contains(&attrs), "{attrs} not in the page");
     }

@@ -11,8 +11,9 @@ scoreboard.py platform REPORT TEAMBUDGETS STABLE-TEAM,... [STATUS]
     every team row's remaining/band/state equals GET /api/v1/platform's (read by the page
     right after it loaded) and the published TeamBudget's (and `budgetgate status -o
     json`'s when STATUS is given). Budgets move while they are read: a caller retries.
-scoreboard.py frozen REPORT TEAM FROZEN
-    TEAM's row is frozen (class frozen, text FROZEN) when FROZEN is true, and not otherwise.
+scoreboard.py frozen REPORT TEAM true|would|false
+    TEAM's row is frozen (class frozen, text FROZEN), would be frozen if its namespaces
+    enforced (class would-freeze, text WOULD FREEZE), or neither.
 scoreboard.py team REPORT NAMESPACE/SLO RELEASES [--prometheus]
     the SLO's section and charts (with --prometheus: polylines, the burn-down ending at
     the SLO's remaining budget; else polylines or nodata),
@@ -50,7 +51,7 @@ EXTRACT = {
   teams: [...document.querySelectorAll('tr.team')].map(tr => ({
     team: tr.dataset.team, tier: tr.dataset.tier, table: tr.closest('table.teams')?.dataset.tier,
     remaining: tr.dataset.remaining, band: tr.dataset.band, state: tr.dataset.state,
-    frozen: tr.dataset.frozen, inFlight: tr.dataset.inFlight, classes: [...tr.classList],
+    frozen: tr.dataset.frozen, wouldFreeze: tr.dataset.wouldFreeze, inFlight: tr.dataset.inFlight, classes: [...tr.classList],
     text: tr.textContent, links: [...tr.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))})),
 }))()""",
     "team": """(() => ({""" + COMMON + """
@@ -223,16 +224,25 @@ def check_platform(report, teambudgets, stable, status=None):
 
 
 def check_frozen(report, team, frozen):
+    """frozen: "true" (rollouts refused: class frozen, FROZEN), "would" (the budget rules
+    would refuse, but no namespace of the team enforces: class would-freeze, WOULD FREEZE)
+    or "false"."""
     rows = [r for r in report["data"]["teams"] if r["team"] == team]
     if not rows:
         return [f"no row for team {team}"]
     wrong = []
+    want = {
+        "true": ("true", "false", True, False, True, False),
+        "would": ("false", "true", False, True, False, True),
+        "false": ("false", "false", False, False, False, False),
+    }[frozen]
     for r in rows:
-        got = (r["frozen"], "frozen" in r["classes"], "FROZEN" in r["text"])
-        want = ("true", True, True) if frozen else ("false", False, False)
+        got = (r["frozen"], r.get("wouldFreeze"), "frozen" in r["classes"], "would-freeze" in r["classes"],
+               "FROZEN" in r["text"], "WOULD FREEZE" in r["text"])
         if got != want:
-            wrong.append(f"team {team}: data-frozen={r['frozen']} class={' '.join(r['classes'])} "
-                         f"FROZEN in text={got[2]}, want frozen={frozen}")
+            wrong.append(f"team {team}: data-frozen={r['frozen']} data-would-freeze={r.get('wouldFreeze')} "
+                         f"class={' '.join(r['classes'])} FROZEN/WOULD FREEZE in text={got[4]}/{got[5]}, "
+                         f"want {frozen}")
     return wrong
 
 
@@ -318,7 +328,7 @@ def main(argv):
     elif command == "platform":
         wrong = check_platform(report, load(argv[3]), argv[4].split(","), load(argv[5]) if len(argv) > 5 else None)
     elif command == "frozen":
-        wrong = check_frozen(report, argv[3], argv[4] == "true")
+        wrong = check_frozen(report, argv[3], argv[4])
     elif command == "team":
         wrong = check_team(report, argv[3], load(argv[4]), "--prometheus" in argv)
     elif command == "adoption":

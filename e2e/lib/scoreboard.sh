@@ -103,6 +103,7 @@ scenario_scoreboard_platform_page_matches_status() {
   done
   [[ -z $why ]] || fail "$why (5 reads)" || return 1
   page_ok platform platform frozen "$SB_FROZEN" true &&
+    page_ok platform platform frozen "$SB_DRYRUN" would &&
     page_ok platform platform frozen "$SB_HEALTHY" false || return 1
   echo "every team row equals budgetgate status, the API and the TeamBudgets (read $i time(s))" >"$OUT/detail"
 }

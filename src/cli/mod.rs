@@ -482,10 +482,23 @@ fn load_state(state: &StateArgs) -> Result<Index, BadInput> {
 
 fn print_json(value: &impl serde::Serialize) {
     // Serializing our own plain data cannot fail.
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    emit(&text);
+}
+
+/// Writes command output to stdout. A reader that went away (`| head`) ends the process
+/// quietly with success, as it would a C tool, instead of a panic.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(2);
+    }
 }
 
 /// Returns whether everything was allowed.
@@ -530,7 +543,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<bool, BadInput> {
     }
     match args.output {
         Output::Json => print_json(&decisions.iter().map(decision_json).collect::<Vec<_>>()),
-        Output::Table => print!("{}", verdict_table(&decisions)),
+        Output::Table => emit(&verdict_table(&decisions)),
     }
     Ok(decisions.iter().all(Decision::allowed))
 }
@@ -693,7 +706,7 @@ fn status_cmd(args: &StatusArgs) -> Result<bool, BadInput> {
     let report = status::report(&index);
     match args.output {
         Output::Json => print_json(&report),
-        Output::Table => print!("{}", status::table(&report)),
+        Output::Table => emit(&status::table(&report)),
     }
     Ok(true)
 }
@@ -708,7 +721,7 @@ fn certs(args: &CertsArgs) -> Result<(), BadInput> {
         issued.cert.display(),
         issued.key.display()
     );
-    println!("{}", issued.ca_bundle);
+    emit(&format!("{}\n", issued.ca_bundle));
     Ok(())
 }
 
@@ -766,10 +779,7 @@ fn rules_cmd(args: &RulesArgs) -> Result<(), BadInput> {
         RulesFormat::Rules => serde_yaml_ng::to_string(&file),
         RulesFormat::PrometheusRule => serde_yaml_ng::to_string(&file.into_prometheus_rule()),
     };
-    print!(
-        "{}",
-        yaml.map_err(|e| BadInput(format!("cannot write the rules: {e}")))?
-    );
+    emit(&yaml.map_err(|e| BadInput(format!("cannot write the rules: {e}")))?);
     Ok(())
 }
 
@@ -783,7 +793,7 @@ pub fn crds_yaml() -> String {
 }
 
 fn crds() -> Result<(), BadInput> {
-    print!("{}", crds_yaml());
+    emit(&crds_yaml());
     Ok(())
 }
 

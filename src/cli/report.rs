@@ -101,7 +101,7 @@ pub fn run(args: &ReportArgs) -> Result<bool, BadInput> {
         ReportFormat::Csv => render::csv(&report),
         ReportFormat::Json => render::json(&report),
     };
-    print!("{text}");
+    super::emit(&text);
     Ok(true)
 }
 

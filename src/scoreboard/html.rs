@@ -50,10 +50,10 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.platform{background:#eef1f6;font-weight:600}
 table.teams{table-layout:fixed}table.teams th:nth-child(1){width:15%}table.teams th:nth-child(2){width:15%}
 table.teams th:nth-child(3){width:7%}table.teams th:nth-child(n+4):nth-child(-n+6){width:6%}table.teams th:nth-child(7){width:8%}
-table.teams th:nth-child(8){width:6%}table.teams th:nth-child(9){width:20%}
-tr.frozen{background:#fdecec}
+table.teams th:nth-child(8){width:6%}table.teams th:nth-child(9){width:14%}
+tr.frozen{background:#fdecec}tr.would-freeze{background:#fff8e1}
 .badge{display:inline-block;padding:0 6px;border-radius:3px;font-size:12px;font-weight:600}
-.frozen-badge{background:#c62828;color:#fff}
+.frozen-badge{background:#c62828;color:#fff}.would-freeze-badge{background:#f9a825;color:#1d2330}
 .state-healthy{color:#2e7d32}.state-caution{color:#b26a00}.state-critical{color:#d84315}
 .state-exhausted,.state-burning{color:#c62828}.state-unknown{color:#6b7280}
 svg.bar rect.track{fill:#e3e6eb}svg.bar rect.fill-healthy{fill:#43a047}svg.bar rect.fill-caution{fill:#f9a825}
@@ -154,13 +154,17 @@ fn team_cells(row: &TeamRow, link: bool) -> String {
     } else {
         escape(&row.team)
     };
-    let frozen = match &row.frozen {
-        Some(why) => format!(
+    let frozen = match (&row.frozen, &row.would_freeze) {
+        (Some(why), _) => format!(
             " <span class=\"badge frozen-badge\" title=\"{}\">FROZEN</span><div class=\"reason\">{}</div>",
             escape(why),
             escape(why)
         ),
-        None => String::new(),
+        (None, Some(why)) => format!(
+            " <span class=\"badge would-freeze-badge\" title=\"not enforced\">WOULD FREEZE</span><div class=\"reason\">{} (not enforced here)</div>",
+            escape(why)
+        ),
+        (None, None) => String::new(),
     };
     let b = |w: &str| burn(row.burn_rates.get(w).copied().flatten());
     format!(
@@ -182,14 +186,19 @@ fn team_cells(row: &TeamRow, link: bool) -> String {
 
 fn team_attrs(row: &TeamRow) -> String {
     format!(
-        "class=\"team{}\" data-team=\"{}\" data-tier=\"{}\" data-remaining=\"{}\" data-band=\"{}\" data-state=\"{}\" data-frozen=\"{}\" data-in-flight=\"{}\"",
-        if row.frozen.is_some() { " frozen" } else { "" },
+        "class=\"team{}\" data-team=\"{}\" data-tier=\"{}\" data-remaining=\"{}\" data-band=\"{}\" data-state=\"{}\" data-frozen=\"{}\" data-would-freeze=\"{}\" data-in-flight=\"{}\"",
+        match (&row.frozen, &row.would_freeze) {
+            (Some(_), _) => " frozen",
+            (None, Some(_)) => " would-freeze",
+            (None, None) => "",
+        },
         escape(&row.team),
         escape(&row.tier),
         num(row.remaining),
         escape(row.band.as_deref().unwrap_or("")),
         row.state.as_str(),
         row.frozen.is_some(),
+        row.would_freeze.is_some(),
         row.rollouts_in_flight
     )
 }
@@ -241,7 +250,7 @@ pub fn platform(view: &Platform) -> String {
         body.push_str("</tbody></table>");
     }
     body.push_str(
-        "<p class=\"muted\">Worst first: frozen teams, teams without budget data, then the least remaining. \
+        "<p class=\"muted\">Worst first: frozen teams, teams that would be frozen if their namespaces enforced, teams without budget data, then the least remaining. \
          Exhausts = now + remaining × period ÷ 1d burn. JSON: <a href=\"/api/v1/platform\">/api/v1/platform</a></p>",
     );
     page("Platform", "platform", view.evaluated_at, &body)

@@ -40,7 +40,8 @@ pub struct TierView {
     pub remaining: Option<f64>,
     pub band: Option<String>,
     pub state: BudgetState,
-    /// Worst first: frozen teams, then teams without data, then by remaining.
+    /// Worst first: frozen teams, then teams that would be frozen under enforcement, then
+    /// teams without data, then by remaining.
     pub teams: Vec<TeamRow>,
 }
 
@@ -52,8 +53,11 @@ pub struct TeamRow {
     pub remaining: Option<f64>,
     pub band: Option<String>,
     pub state: BudgetState,
-    /// Rollouts would be refused now: why, or `None`.
+    /// Rollouts are refused now (some namespace of the team enforces): why, or `None`.
     pub frozen: Option<String>,
+    /// The budget rules would refuse rollouts, but none of the team's namespaces
+    /// enforces (dry-run or warn): why, or `None`.
+    pub would_freeze: Option<String>,
     /// `1h`, `6h`, `1d` → burn rate (`None` = no data for the window).
     pub burn_rates: BTreeMap<String, Option<f64>>,
     pub rollouts_in_flight: u32,
@@ -333,13 +337,24 @@ fn team_row(
             now,
         )
     });
+    let freeze = tier.and_then(|t| frozen(policy, t, a, index.budgets.platform.get(tier_name)));
+    // A team without namespaces (published before they were relabelled) counts as enforced.
+    let enforced = namespaces.is_empty()
+        || namespaces.iter().any(|ns| {
+            let meta = index.namespaces.get(ns);
+            meta.and_then(|m| m.enforcement.as_deref())
+                .and_then(Enforcement::parse)
+                .or(tier.map(|t| t.enforcement))
+                == Some(Enforcement::Enforce)
+        });
     TeamRow {
         team: team.to_owned(),
         tier: tier_name.to_owned(),
         remaining: a.remaining,
         band: a.band.clone(),
         state: a.state,
-        frozen: tier.and_then(|t| frozen(policy, t, a, index.budgets.platform.get(tier_name))),
+        frozen: freeze.clone().filter(|_| enforced),
+        would_freeze: freeze.filter(|_| !enforced),
         burn_rates: burn_map(Some(a), &PLATFORM_BURN_WINDOWS),
         rollouts_in_flight: in_flight,
         last_release,
@@ -347,10 +362,17 @@ fn team_row(
     }
 }
 
-/// Sort key: frozen first, then no data, then the least remaining.
+/// Sort key: frozen first, then frozen if it were enforced, then no data, then the
+/// least remaining.
 fn worst_first(rows: &mut [TeamRow]) {
     rows.sort_by(|a, b| {
-        let key = |r: &TeamRow| (r.frozen.is_none(), r.remaining.is_some());
+        let key = |r: &TeamRow| {
+            (
+                r.frozen.is_none(),
+                r.would_freeze.is_none(),
+                r.remaining.is_some(),
+            )
+        };
         key(a)
             .cmp(&key(b))
             .then_with(|| {

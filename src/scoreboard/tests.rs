@@ -133,8 +133,13 @@ fn a_page_burn_freezes_only_where_the_tier_says_so() {
         payments.frozen.as_deref(),
         Some("burning at page rate (page-fast)")
     );
-    // Every team of the tier is frozen now: least remaining first, payments last.
-    assert_eq!(view.tiers[0].teams[2].team, "payments");
+    // Frozen teams first (least remaining first), then billing, which only would be.
+    let order: Vec<&str> = view.tiers[0]
+        .teams
+        .iter()
+        .map(|t| t.team.as_str())
+        .collect();
+    assert_eq!(order, ["discovery", "payments", "billing"]);
 }
 
 #[test]
@@ -325,11 +330,15 @@ fn html_pages_mark_rows_for_machines_and_frozen_teams_for_people() {
     );
     let page = html::platform(&platform(&index, ts(NOW)));
     assert!(page.contains(
-        "<tr class=\"team frozen\" data-team=\"discovery\" data-tier=\"production\" data-remaining=\"-0.5\" data-band=\"\" data-state=\"Exhausted\" data-frozen=\"true\" data-in-flight=\"0\">"
+        "<tr class=\"team frozen\" data-team=\"discovery\" data-tier=\"production\" data-remaining=\"-0.5\" data-band=\"\" data-state=\"Exhausted\" data-frozen=\"true\" data-would-freeze=\"false\" data-in-flight=\"0\">"
     ), "{page}");
     assert!(page.contains("<tr class=\"team\" data-team=\"payments\" data-tier=\"production\""));
     assert!(page.contains("data-frozen=\"false\""));
     assert!(page.contains("FROZEN"));
+    assert!(page.contains("<tr class=\"team would-freeze\" data-team=\"billing\""));
+    assert!(page.contains(
+        "WOULD FREEZE</span><div class=\"reason\">error budget exhausted (not enforced here)</div>"
+    ));
     assert!(page.contains("<a href=\"/teams/payments\">payments</a>"));
     assert!(page.contains("data-evaluated-at=\"2026-11-29T09:59:30Z\""));
     assert!(!page.contains("<script"));
