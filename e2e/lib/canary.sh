@@ -49,13 +49,21 @@ canary_namespace() {
     k -n "$ns" rollout status deploy/web --timeout=60s >/dev/null
 }
 
-# stage_of NS: "STAGE/CANARY_REPLICAS/PHASE" of Deployment web right now.
+# stage_of NS: "STAGE/CANARY_REPLICAS/PHASE" of Deployment web right now. The stage and
+# the canary come from one LIST (one consistent read of the apiserver): two GETs could
+# straddle an advance and show a stage with the next stage's canary. A canary being
+# deleted (after a promotion or rollback) counts as none.
 stage_of() {
-  local ns=$1 stage replicas phase
-  stage=$(k -n "$ns" get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/stage}' 2>/dev/null)
-  replicas=$(k -n "$ns" get deploy web-canary -o jsonpath='{.spec.replicas}' 2>/dev/null)
+  local ns=$1 shape phase
+  shape=$(k -n "$ns" get deployments -o json 2>/dev/null | python3 -c '
+import json, sys
+items = {d["metadata"]["name"]: d for d in json.load(sys.stdin)["items"]}
+web, canary = items.get("web", {}), items.get("web-canary", {})
+stage = web.get("metadata", {}).get("annotations", {}).get("budgetgate.dev/stage") or "-"
+live = canary and not canary["metadata"].get("deletionTimestamp")
+print("%s/%s" % (stage, canary["spec"]["replicas"] if live else "-"))')
   phase=$(newest_release "$ns" '{.status.phase}')
-  echo "${stage:--}/${replicas:--}/${phase:--}"
+  echo "${shape:--/-}/${phase:--}"
 }
 
 # newest_release NS JSONPATH: the field of the newest Release of web.
