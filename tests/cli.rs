@@ -1,23 +1,18 @@
 //! The real binary on the samples: every sample review gets the answer DESIGN §6
 //! prescribes (the whole response), and bad input exits 2 with a one-line error.
 
+mod common;
+
 use base64::Engine;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const NOW: &str = "2026-11-29T10:00:00Z";
 const SAMPLES: &str = "manifests/samples";
 
 fn budgetgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_budgetgate"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("BUDGETGATE_POLICY")
-        .env_remove("BUDGETGATE_BUDGETS")
-        .env_remove("BUDGETGATE_NOW")
-        .output()
-        .expect("the budgetgate binary runs")
+    common::run(args)
 }
 
 /// `evaluate --review` on a sample review: (exit code, response).

@@ -1,22 +1,15 @@
 //! `budgetgate report` and the cluster mode of `budgetgate status` through the real binary:
 //! file mode on the samples, and a clear exit 2 when the cluster cannot be read.
 
+mod common;
+
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const SAMPLES: &str = "manifests/samples";
 
 fn budgetgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_budgetgate"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("BUDGETGATE_POLICY")
-        .env_remove("BUDGETGATE_BUDGETS")
-        .env_remove("BUDGETGATE_NOW")
-        .env_remove("BUDGETGATE_KUBECONFIG")
-        .env_remove("BUDGETGATE_CLUSTER")
-        .output()
-        .expect("the budgetgate binary runs")
+    common::run(args)
 }
 
 fn stderr(out: &Output) -> String {

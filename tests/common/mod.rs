@@ -23,8 +23,18 @@ pub fn bin() -> Command {
         .env_remove("BUDGETGATE_POLICY")
         .env_remove("BUDGETGATE_BUDGETS")
         .env_remove("BUDGETGATE_NOW")
+        .env_remove("BUDGETGATE_KUBECONFIG")
+        .env_remove("BUDGETGATE_CLUSTER")
         .env_remove("KUBECONFIG");
     command
+}
+
+/// The binary run with `args` to completion.
+pub fn run(args: &[&str]) -> std::process::Output {
+    bin()
+        .args(args)
+        .output()
+        .expect("the budgetgate binary runs")
 }
 
 /// A fresh scratch directory under the target dir.
