@@ -48,9 +48,9 @@ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e6eb;vertical-a
 th{font-weight:600;color:#5a6272;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.platform{background:#eef1f6;font-weight:600}
-table.teams{table-layout:fixed}table.teams th:nth-child(1){width:15%}table.teams th:nth-child(2){width:15%}
-table.teams th:nth-child(3){width:7%}table.teams th:nth-child(n+4):nth-child(-n+6){width:6%}table.teams th:nth-child(7){width:8%}
-table.teams th:nth-child(8){width:6%}table.teams th:nth-child(9){width:14%}
+table.teams{table-layout:fixed}table.teams th:nth-child(1){width:13%}table.teams th:nth-child(2){width:12%}
+table.teams th:nth-child(3){width:6%}table.teams th:nth-child(n+4):nth-child(-n+6){width:6%}table.teams th:nth-child(7){width:8%}
+table.teams th:nth-child(8){width:5%}table.teams th:nth-child(9){width:14%}
 tr.frozen{background:#fdecec}tr.would-freeze{background:#fff8e1}
 .badge{display:inline-block;padding:0 6px;border-radius:3px;font-size:12px;font-weight:600}
 .frozen-badge{background:#c62828;color:#fff}.would-freeze-badge{background:#f9a825;color:#1d2330}
