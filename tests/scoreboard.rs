@@ -4,6 +4,7 @@
 mod common;
 
 use budgetgate::clock::Clock;
+use budgetgate::prom::client::PromConfig;
 use budgetgate::scoreboard::http::{Scoreboard, serve};
 use budgetgate::webhook::Shared;
 use common::{NOW, SAMPLES, plain};
@@ -13,11 +14,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 async fn start() -> SocketAddr {
+    start_with(None).await
+}
+
+async fn start_with(prometheus: Option<PromConfig>) -> SocketAddr {
     let root = Path::new(SAMPLES);
     let (index, _) = budgetgate::load::load_state(root, &root.join("budgets.json")).unwrap();
     let shared = Shared::new(false, Clock::Fixed(NOW.parse().unwrap()));
     shared.publish(index);
-    let scoreboard = Arc::new(Scoreboard::new(shared, None).unwrap());
+    let scoreboard = Arc::new(Scoreboard::new(shared, prometheus).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, scoreboard, std::future::pending()));
@@ -128,5 +133,42 @@ async fn unknown_paths_and_teams_are_404_and_writes_are_405() {
     assert_eq!(
         plain(addr, "GET", "/healthz").await,
         (200, "ok\n".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn prometheus_down_leaves_the_page_up_and_says_why_the_charts_are_empty() {
+    // A port nothing listens on: connection refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let addr = start_with(Some(PromConfig::new(format!("http://{closed}")))).await;
+    let (code, page) = plain(addr, "GET", "/teams/payments").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("<text class=\"nodata\""), "{page}");
+    let (_, api) = plain(addr, "GET", "/api/v1/teams/payments").await;
+    let api: Value = serde_json::from_str(&api).unwrap();
+    for slo in api["tiers"][0]["slos"].as_array().unwrap() {
+        for chart in ["burndown", "burn"] {
+            let why = slo["charts"][chart]["missing"].as_str().unwrap();
+            assert!(
+                why.starts_with(&format!(
+                    "Prometheus at http://{closed} did not answer the "
+                )),
+                "{chart}: {why}"
+            );
+            assert!(
+                slo["charts"][chart]["points"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+    // Budgets are the published ones, not Prometheus's: they are still there.
+    assert_eq!(
+        api["tiers"][0]["row"]["remaining"].as_f64(),
+        Some(0.8916666666666666)
     );
 }
