@@ -125,11 +125,17 @@ pub struct Index {
 impl Index {
     /// The (team, tier) owning a namespace; `None` when the namespace is unmanaged.
     pub fn team_of(&self, namespace: &str) -> Option<(String, String)> {
+        self.team_ref(namespace)
+            .map(|(team, tier)| (team.to_owned(), tier.to_owned()))
+    }
+
+    /// [`Index::team_of`] without allocating.
+    fn team_ref(&self, namespace: &str) -> Option<(&str, &str)> {
         let meta = self.namespaces.get(namespace)?;
-        let team = meta.team.clone()?;
+        let team = meta.team.as_deref()?;
         let tier = match &meta.tier {
-            Some(t) => t.clone(),
-            None => self.policy.as_ref()?.default_tier.clone(),
+            Some(t) => t.as_str(),
+            None => self.policy.as_ref()?.default_tier.as_str(),
         };
         Some((team, tier))
     }
@@ -137,14 +143,7 @@ impl Index {
     /// Whether `namespace` belongs to `team` in `tier` (no allocation: this runs per
     /// namespace on the admission path).
     pub fn is_team_namespace(&self, namespace: &str, team: &str, tier: &str) -> bool {
-        let Some(meta) = self.namespaces.get(namespace) else {
-            return false;
-        };
-        meta.team.as_deref() == Some(team)
-            && match &meta.tier {
-                Some(t) => t == tier,
-                None => self.policy.as_ref().is_some_and(|p| p.default_tier == tier),
-            }
+        self.team_ref(namespace) == Some((team, tier))
     }
 
     /// Releases of every namespace of `team` in `tier`, by namespace and name: a range of

@@ -48,7 +48,8 @@ pub struct PlatformRow {
     pub band: Option<String>,
 }
 
-fn burn_rates(a: &Assessment) -> BTreeMap<String, Option<f64>> {
+/// Burn rates by window label (`5m`, `1h`, …); `None` = no data for the window.
+pub fn burn_rates(a: &Assessment) -> BTreeMap<String, Option<f64>> {
     // Keys in window order (5m, 30m, 1h, …) would be nicer, but JSON objects are maps;
     // the table orders them.
     a.burn_rates

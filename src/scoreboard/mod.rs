@@ -424,19 +424,6 @@ pub fn platform(index: &Index, now: Timestamp) -> Platform {
     }
 }
 
-fn namespaces_of(index: &Index, team: &str, tier: &str) -> Vec<String> {
-    index
-        .namespaces
-        .keys()
-        .filter(|ns| {
-            index
-                .team_of(ns)
-                .is_some_and(|(t, ti)| t == team && ti == tier)
-        })
-        .cloned()
-        .collect()
-}
-
 /// What the webhook answers now to a rollout (a new image) of a Deployment without
 /// labels in `namespace`: the team's budget decides, with the SLOs that select every
 /// Deployment of the namespace.
@@ -509,31 +496,19 @@ pub fn team(
     now: Timestamp,
 ) -> Option<Team> {
     let policy = index.policy.as_ref()?;
-    let tiers: Vec<&String> = index
+    let by_team = namespaces_by_team(index);
+    // Tiers with a published budget or a namespace of the team.
+    let tier_names: std::collections::BTreeSet<String> = index
         .budgets
         .teams
         .keys()
+        .chain(by_team.keys())
         .filter(|(t, _)| t == team)
-        .map(|(_, tier)| tier)
+        .map(|(_, tier)| tier.clone())
         .collect();
-    if tiers.is_empty()
-        && !index
-            .namespaces
-            .values()
-            .any(|m| m.team.as_deref() == Some(team))
-    {
+    if tier_names.is_empty() {
         return None;
     }
-    let mut tier_names: Vec<String> = tiers.into_iter().cloned().collect();
-    for ns in index.namespaces.keys() {
-        if let Some((t, tier)) = index.team_of(ns)
-            && t == team
-            && !tier_names.contains(&tier)
-        {
-            tier_names.push(tier);
-        }
-    }
-    tier_names.sort();
     let unknown = Assessment {
         remaining: None,
         burn_rates: BTreeMap::new(),
@@ -553,7 +528,10 @@ pub fn team(
                 .teams
                 .get(&(team.to_owned(), tier_name.clone()))
                 .unwrap_or(&unknown);
-            let namespaces = namespaces_of(index, team, &tier_name);
+            let namespaces = by_team
+                .get(&(team.to_owned(), tier_name.clone()))
+                .cloned()
+                .unwrap_or_default();
             let slos = index
                 .slos
                 .iter()
@@ -571,12 +549,7 @@ pub fn team(
                         remaining: s.and_then(|s| s.remaining),
                         band: s.and_then(|s| s.band.clone()),
                         state: s.map_or(BudgetState::Unknown, |s| s.state),
-                        burn_rates: s.map_or_else(BTreeMap::new, |s| {
-                            s.burn_rates
-                                .iter()
-                                .map(|(w, b)| (w.as_str().to_owned(), *b))
-                                .collect()
-                        }),
+                        burn_rates: s.map(crate::status::burn_rates).unwrap_or_default(),
                         alerts: s.map(|s| s.alerts.clone()).unwrap_or_default(),
                         exhausts_at: s.and_then(|s| s.exhausts_at),
                         thresholds: match (tier, period) {

@@ -505,6 +505,27 @@ mod tests {
         store.apply(wrap(Event::InitDone));
     }
 
+    /// TeamBudget payments, production: 80% remaining, healthy.
+    fn payments_budget() -> TeamBudget {
+        let mut team = TeamBudget::new(
+            "payments",
+            TeamBudgetSpec {
+                team: "payments".into(),
+            },
+        );
+        team.status = Some(TeamBudgetStatus {
+            tiers: vec![TierBudget {
+                tier: "production".into(),
+                remaining: Some(0.8),
+                band: Some("healthy".into()),
+                state: Some(BudgetState::Healthy),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        team
+    }
+
     fn synced_store() -> Store {
         let mut store = Store::default();
         sync(
@@ -527,22 +548,7 @@ mod tests {
             ..Default::default()
         });
         sync(vec![slo], Watched::Slo, &mut store);
-        let mut team = TeamBudget::new(
-            "payments",
-            TeamBudgetSpec {
-                team: "payments".into(),
-            },
-        );
-        team.status = Some(TeamBudgetStatus {
-            tiers: vec![TierBudget {
-                tier: "production".into(),
-                remaining: Some(0.8),
-                band: Some("healthy".into()),
-                state: Some(BudgetState::Healthy),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+        let team = payments_budget();
         sync(vec![team], Watched::TeamBudget, &mut store);
         sync(vec![], Watched::Exception, &mut store);
         sync(vec![], Watched::Release, &mut store);
@@ -646,22 +652,7 @@ mod tests {
     #[test]
     fn a_listing_builds_the_index_the_watch_would_publish() {
         let watched = synced_store().index();
-        let mut team = TeamBudget::new(
-            "payments",
-            TeamBudgetSpec {
-                team: "payments".into(),
-            },
-        );
-        team.status = Some(TeamBudgetStatus {
-            tiers: vec![TierBudget {
-                tier: "production".into(),
-                remaining: Some(0.8),
-                band: Some("healthy".into()),
-                state: Some(BudgetState::Healthy),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+        let team = payments_budget();
         let release: Release = object(json!({
             "metadata": {"name": "checkout-3f9a1c0b2d", "namespace": "shop",
                          "creationTimestamp": "2026-11-29T10:00:00Z"},
