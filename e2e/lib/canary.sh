@@ -83,23 +83,35 @@ print(v if v != {} else "")' "$2"
 # follow NS UNTIL_PHASES TIMEOUT: polls stage_of every 0.25 s, records each distinct
 # "stage/replicas" while a canary runs, until the newest Release is in one of the phases
 # (space separated). Prints the sequence, e.g. "0/3 1/9 promoting/9", then the phase.
+# An advance is two writes: the stage annotation, then the canary's size. A poll between
+# them sees the new stage with the old size ("1/1" between "0/1" and "1/3"); when the
+# same stage then shows its own size, that in-between state is replaced. A stage whose
+# canary is never resized stays in the sequence and fails the comparison.
 follow() {
-  local ns=$1 until=$2 timeout=$3 seen="" last="" now phase state t0=$SECONDS
+  local ns=$1 until=$2 timeout=$3 last="" now phase state between=0 t0=$SECONDS
+  local -a seen=()
   while ((SECONDS - t0 < timeout)); do
     state=$(stage_of "$ns")
     phase=${state##*/}
     now=${state%/*}
-    if [[ $now != "$last" && $now != -/* && $now != */- ]]; then
-      seen+="${seen:+ }$now"
-      last=$now
+    if [[ $now == -/* || $now == */- || $now == "$last" ]]; then
+      : # no canary, or nothing new
+    elif ((between)) && [[ ${now%/*} == "${last%/*}" ]]; then
+      seen[${#seen[@]} - 1]=$now
+      between=0
+    else
+      between=0
+      [[ -n $last && ${now##*/} == "${last##*/}" ]] && between=1
+      seen+=("$now")
     fi
+    [[ $now == -/* || $now == */- ]] || last=$now
     if [[ " $until " == *" $phase "* ]]; then
-      echo "$seen => $phase"
+      echo "${seen[*]} => $phase"
       return 0
     fi
     sleep 0.25
   done
-  echo "$seen => timeout (${phase:-none})"
+  echo "${seen[*]} => timeout (${phase:-none})"
   return 1
 }
 
