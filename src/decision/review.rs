@@ -84,8 +84,13 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     if bytes.len() > MAX_REVIEW_BYTES {
         return Err(ReviewError::TooLarge(bytes.len()));
     }
-    // Fast path without path tracking; a failure is parsed again to say where.
-    let review: ReviewIn = match serde_json::from_slice(bytes) {
+    // Fast path without path tracking; a failure is parsed again to say where. UTF-8 is
+    // checked once for the whole body rather than string by string.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<ReviewIn>(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    let review = match parsed {
         Ok(review) => review,
         Err(_) => return Err(explain(bytes)),
     };
@@ -231,6 +236,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "not an AdmissionReview: kind: EOF while parsing a string at line 1 column 47"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_says_where() {
+        let e = parse_review(b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"Adm\xff\"}")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not an AdmissionReview: kind: invalid unicode code point at line 1 column 48"
         );
     }
 
