@@ -193,41 +193,60 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Requests start on a fixed schedule (`rate` per second, spread over the connections);
-/// latency counts from the scheduled start, so a slow answer cannot hide the queue behind it.
+/// Requests start on a fixed schedule (`rate` per second, round robin over the
+/// connections); latency counts from the scheduled start, so a slow answer cannot hide the
+/// queue behind it. The schedule is kept by a thread of its own sleeping to each instant
+/// (the OS's high-resolution timer): tokio's timer rounds to the millisecond, and spinning
+/// on the client's runtime until the instant would starve its own I/O driver, so responses
+/// already received would wait for the spinner and pass for server latency.
 async fn open_loop(
     server: &Server,
     body: Bytes,
     rate: u64,
     seconds: u64,
     connections: u64,
-) -> (Summary, Summary, Vec<f64>) {
+) -> OpenLoop {
     let pid = server.child.id();
-    let start = Instant::now();
-    let per_connection = Duration::from_secs_f64(connections as f64 / rate as f64);
-    let count = rate * seconds / connections;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let total = rate * seconds;
     let mut tasks = Vec::new();
-    for c in 0..connections {
+    let mut schedules = Vec::new();
+    for _ in 0..connections {
         let (addr, ca, body) = (server.addr, server.ca.clone(), body.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        schedules.push(tx);
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr, &ca).await;
-            let offset = per_connection.mul_f64(c as f64 / connections as f64);
-            let mut latencies = Vec::with_capacity(count as usize);
-            for i in 0..count {
-                let scheduled = start + offset + per_connection * i as u32;
-                // tokio's timer has 1 ms granularity: sleep to just before, then yield until
-                // the instant, so the client's own lateness does not pass for latency.
-                tokio::time::sleep_until((scheduled - Duration::from_millis(1)).into()).await;
-                while Instant::now() < scheduled {
-                    tokio::task::yield_now().await;
-                }
+            let mut latencies = Vec::with_capacity((total / connections + 1) as usize);
+            let mut queued = 0u64;
+            let mut idle_since = Instant::now();
+            while let Some(scheduled) = rx.recv().await {
                 let sent = Instant::now();
+                // Due while this connection still waited for its previous answer.
+                queued += u64::from(scheduled < idle_since);
                 post(&mut sender, "/validate", &body).await;
-                latencies.push((scheduled.elapsed(), sent.elapsed()));
+                idle_since = Instant::now();
+                latencies.push((
+                    idle_since - scheduled,
+                    idle_since - sent,
+                    sent.saturating_duration_since(scheduled),
+                ));
             }
-            latencies
+            (latencies, queued)
         }));
     }
+    // Every connection is up before the clock starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let pacer = std::thread::spawn(move || {
+        for i in 0..total {
+            let scheduled = start + interval * i as u32;
+            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let _ = schedules[(i % connections) as usize].send(scheduled);
+        }
+    });
     let sampler = tokio::spawn(async move {
         let mut samples = Vec::new();
         for _ in 0..=seconds {
@@ -236,19 +255,42 @@ async fn open_loop(
         }
         samples
     });
-    let (mut from_schedule, mut from_send) = (Vec::new(), Vec::new());
+    let (mut from_schedule, mut from_send, mut late) = (Vec::new(), Vec::new(), Vec::new());
+    let mut queued = 0;
+    // The pacer ends by dropping the senders, which ends every connection's loop.
+    tokio::task::spawn_blocking(move || pacer.join().unwrap())
+        .await
+        .unwrap();
     for task in tasks {
-        for (scheduled, sent) in task.await.unwrap() {
+        let (latencies, waited) = task.await.unwrap();
+        queued += waited;
+        for (scheduled, sent, dispatch) in latencies {
             from_schedule.push(scheduled);
             from_send.push(sent);
+            late.push(dispatch);
         }
     }
     let elapsed = start.elapsed();
-    (
-        summarize(from_schedule, elapsed),
-        summarize(from_send, elapsed),
-        sampler.await.unwrap(),
-    )
+    OpenLoop {
+        from_schedule: summarize(from_schedule, elapsed),
+        from_send: summarize(from_send, elapsed),
+        dispatch: summarize(late, elapsed),
+        queued,
+        rss: sampler.await.unwrap(),
+    }
+}
+
+struct OpenLoop {
+    /// Scheduled instant to answer: what a caller on that schedule sees.
+    from_schedule: Summary,
+    /// Send to answer: the server and the wire.
+    from_send: Summary,
+    /// Scheduled instant to send: the client's own lateness, and any wait for a busy
+    /// connection.
+    dispatch: Summary,
+    /// Requests due while their connection still waited for the previous answer.
+    queued: u64,
+    rss: Vec<f64>,
 }
 
 fn main() {
@@ -269,7 +311,7 @@ fn main() {
     let server = start_server();
     let review = six_kb_review();
     println!(
-        "review: {} bytes; server: budgetgate webhook, 1 worker thread; client: 1 thread, {connections} keep-alive TLS connections",
+        "review: {} bytes; server: budgetgate webhook, 1 worker thread; client: 1 runtime thread (+1 pacing thread in the open loop), {connections} keep-alive TLS connections",
         review.len()
     );
     runtime.block_on(async {
@@ -285,13 +327,23 @@ fn main() {
             );
         }
         println!("throughput ratio /validate : /bare = {:.1}%", 100.0 * validate.rate / bare.rate);
-        let (scheduled, sent, rss) = open_loop(&server, review.clone(), rate, steady, connections).await;
-        for (from, s) in [("the scheduled instant", &scheduled), ("the actual send", &sent)] {
+        let open = open_loop(&server, review.clone(), rate, steady, connections).await;
+        for (what, s) in [
+            ("latency from the scheduled instant", &open.from_schedule),
+            ("latency from the actual send", &open.from_send),
+            ("client lateness, scheduled to sent", &open.dispatch),
+        ] {
             println!(
-                "/validate open loop {rate}/s for {steady}s: {:.0} req/s   p50 {:.3} ms   p99 {:.3} ms   p99.9 {:.3} ms   (latency from {from})",
+                "/validate open loop {rate}/s for {steady}s: {:.0} req/s   p50 {:.3} ms   p99 {:.3} ms   p99.9 {:.3} ms   ({what})",
                 s.rate, s.p50, s.p99, s.p999
             );
         }
+        println!(
+            "requests due while their connection was still busy: {} of {}",
+            open.queued,
+            rate * steady
+        );
+        let rss = open.rss;
         let max = rss.iter().cloned().fold(f64::NAN, f64::max);
         println!(
             "server RSS over the steady run: start {:.1} MiB, end {:.1} MiB, max {:.1} MiB ({} samples, 1/s)",
