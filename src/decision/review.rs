@@ -34,9 +34,9 @@ pub struct AdmissionRequest {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "workload")]
     pub object: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "workload")]
     pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -65,6 +65,67 @@ pub struct UserInfo {
     pub username: String,
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+/// An object of the review without what no decision reads: its `status` and
+/// `metadata.managedFields` (on objects from the apiserver often half their size) are
+/// skipped while parsing, never built.
+fn workload<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Value>, D::Error> {
+    Option::<Pruned>::deserialize(de).map(|o| o.map(|p| p.0))
+}
+
+#[derive(Clone, Copy)]
+enum Level {
+    Object,
+    Metadata,
+}
+
+/// A JSON object with the keys no decision reads at its level left unbuilt.
+struct Pruned(Value);
+
+struct PrunedVisitor(Level);
+
+impl<'de> Deserialize<'de> for Pruned {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Pruned, D::Error> {
+        de.deserialize_map(PrunedVisitor(Level::Object))
+    }
+}
+
+struct Metadata(Value);
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Metadata, D::Error> {
+        de.deserialize_map(PrunedVisitor(Level::Metadata))
+            .map(|p| Metadata(p.0))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PrunedVisitor {
+    type Value = Pruned;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pruned, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match (self.0, key.as_str()) {
+                (Level::Object, "status") | (Level::Metadata, "managedFields") => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                (Level::Object, "metadata") => {
+                    let metadata = map.next_value::<Metadata>()?;
+                    out.insert(key, metadata.0);
+                }
+                _ => {
+                    let value = map.next_value::<Value>()?;
+                    out.insert(key, value);
+                }
+            }
+        }
+        Ok(Pruned(Value::Object(out)))
+    }
 }
 
 /// Largest review accepted (controller-runtime's limit; the apiserver sends at most two
@@ -236,6 +297,43 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "not an AdmissionReview: kind: EOF while parsing a string at line 1 column 47"
+        );
+    }
+
+    #[test]
+    fn status_and_managed_fields_are_not_built() {
+        let review = serde_json::json!({
+            "apiVersion": API_VERSION, "kind": KIND,
+            "request": {
+                "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "operation": "UPDATE",
+                "object": {
+                    "metadata": {"name": "web", "labels": {"app": "web"},
+                        "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
+                    "spec": {"replicas": 3, "status": "kept: not the object's status"},
+                    "status": {"replicas": 3, "conditions": [{"type": "Available"}]}
+                },
+                "oldObject": null
+            }
+        });
+        let request = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+        assert_eq!(
+            request.object,
+            Some(serde_json::json!({
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {"replicas": 3, "status": "kept: not the object's status"}
+            }))
+        );
+        assert_eq!(request.old_object, None);
+    }
+
+    #[test]
+    fn an_object_that_is_not_an_object_says_where() {
+        let e = parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE","object":"web"}}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not an AdmissionReview: request.object: invalid type: string \"web\", expected a Kubernetes object at line 1 column 176"
         );
     }
 
