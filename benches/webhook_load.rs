@@ -4,7 +4,8 @@
 //! sampled every second.
 //!
 //! `cargo bench --bench webhook_load` (BENCH_SECONDS=10 BENCH_STEADY_SECONDS=60
-//! BENCH_CONNECTIONS=8 BENCH_RATE=1000 to change the defaults). The server runs as its
+//! BENCH_CONNECTIONS=8 BENCH_RATE=1000 to change the defaults; BENCH_REVIEW=apiserver for
+//! the review as the apiserver sends it, ~14 KB with status and managedFields). The server runs as its
 //! own process (`budgetgate webhook`, one worker thread); the load comes from this one.
 
 use http_body_util::{BodyExt, Full};
@@ -30,8 +31,14 @@ fn samples() -> PathBuf {
 #[path = "../tests/support/client.rs"]
 mod client;
 
-fn six_kb_review() -> Bytes {
-    Bytes::from(client::six_kb_review())
+/// The review every request carries: the ~6 KB one, or with `BENCH_REVIEW=apiserver` the
+/// same review as the apiserver sends it (with the objects' status and managedFields).
+fn review() -> Bytes {
+    let review = client::six_kb_review();
+    match std::env::var("BENCH_REVIEW").as_deref() {
+        Ok("apiserver") => Bytes::from(client::apiserver_review(&review)),
+        _ => Bytes::from(review),
+    }
 }
 
 struct Server {
@@ -309,7 +316,7 @@ fn main() {
         .build()
         .unwrap();
     let server = start_server();
-    let review = six_kb_review();
+    let review = review();
     println!(
         "review: {} bytes; server: budgetgate webhook, 1 worker thread; client: 1 runtime thread (+1 pacing thread in the open loop), {connections} keep-alive TLS connections",
         review.len()
