@@ -5,11 +5,11 @@
 //! watches. It is plain data: readers never wait on anything.
 
 use crate::api::{
-    BudgetExceptionSpec, Plan, Release, ReleasePhase, ServiceLevelObjectiveSpec, TeamBudgetStatus,
-    Timestamp, Window, keys,
+    BudgetExceptionSpec, Enforcement, Plan, Release, ReleasePhase, ServiceLevelObjectiveSpec,
+    TeamBudgetStatus, Timestamp, Window, keys,
 };
 use crate::budget::{self, Assessment, Period, Signals};
-use crate::policy::Policy;
+use crate::policy::{Policy, Tier};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -127,6 +127,17 @@ impl Index {
     pub fn team_of(&self, namespace: &str) -> Option<(String, String)> {
         self.team_ref(namespace)
             .map(|(team, tier)| (team.to_owned(), tier.to_owned()))
+    }
+
+    /// The mode `namespace` runs in under `tier`: its enforcement label when that is a
+    /// mode, else the tier's. The one rule the webhook, the controller and the scoreboard
+    /// share.
+    pub fn enforcement(&self, namespace: &str, tier: &Tier) -> Enforcement {
+        self.namespaces
+            .get(namespace)
+            .and_then(|m| m.enforcement.as_deref())
+            .and_then(Enforcement::parse)
+            .unwrap_or(tier.enforcement)
     }
 
     /// [`Index::team_of`] without allocating.

@@ -302,12 +302,7 @@ impl Op<'_> {
     }
 
     fn enforcement(&self) -> Enforcement {
-        self.index
-            .namespaces
-            .get(&self.key().namespace)
-            .and_then(|m| m.enforcement.as_deref())
-            .and_then(Enforcement::parse)
-            .unwrap_or(self.tier.enforcement)
+        self.index.enforcement(&self.key().namespace, self.tier)
     }
 
     /// A managed Deployment without a canary: the template it runs now is a release when

@@ -237,24 +237,18 @@ pub fn decide(
         )));
         return Ok(d);
     };
-    let ns_meta = index
-        .namespaces
-        .get(&d.namespace)
-        .cloned()
-        .unwrap_or_default();
-    d.mode = ns_meta
-        .enforcement
-        .as_deref()
-        .and_then(Enforcement::parse)
-        .unwrap_or(tier.enforcement);
+    d.mode = index.enforcement(&d.namespace, tier);
     let key = ObjectKey::new(&d.namespace, &d.name);
     let empty = Default::default();
     let (class, revision) =
         classify_revision(old, new, index.revisions.get(&key).unwrap_or(&empty));
     d.class = Some(class);
     let labels = labels_of(new);
-    let progressive =
-        ns_meta.progressive || labels.get(keys::PROGRESSIVE).is_some_and(|v| v == "true");
+    let progressive = index
+        .namespaces
+        .get(&d.namespace)
+        .is_some_and(|m| m.progressive)
+        || labels.get(keys::PROGRESSIVE).is_some_and(|v| v == "true");
     let ctx = Context {
         index,
         policy,

@@ -339,13 +339,12 @@ fn team_row(
     });
     let freeze = tier.and_then(|t| frozen(policy, t, a, index.budgets.platform.get(tier_name)));
     // A team without namespaces (published before they were relabelled) counts as enforced.
+    // (Without the tier in the policy nothing is frozen either way.)
     let enforced = namespaces.is_empty()
-        || namespaces.iter().any(|ns| {
-            let meta = index.namespaces.get(ns);
-            meta.and_then(|m| m.enforcement.as_deref())
-                .and_then(Enforcement::parse)
-                .or(tier.map(|t| t.enforcement))
-                == Some(Enforcement::Enforce)
+        || tier.is_some_and(|t| {
+            namespaces
+                .iter()
+                .any(|ns| index.enforcement(ns, t) == Enforcement::Enforce)
         });
     TeamRow {
         team: team.to_owned(),
@@ -633,18 +632,14 @@ pub fn adoption(index: &Index, now: Timestamp) -> Adoption {
         .unwrap_or(now);
     let mut rows = Vec::new();
     if let Some(policy) = &index.policy {
-        for (ns, meta) in &index.namespaces {
+        for ns in index.namespaces.keys() {
             let Some((team, tier_name)) = index.team_of(ns) else {
                 continue;
             };
             let Some(tier) = policy.tier(&tier_name) else {
                 continue;
             };
-            let mode = meta
-                .enforcement
-                .as_deref()
-                .and_then(Enforcement::parse)
-                .unwrap_or(tier.enforcement);
+            let mode = index.enforcement(ns, tier);
             if mode == Enforcement::Enforce {
                 continue;
             }
