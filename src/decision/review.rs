@@ -71,60 +71,53 @@ pub struct UserInfo {
 /// `metadata.managedFields` (on objects from the apiserver often half their size) are
 /// skipped while parsing, never built.
 fn workload<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Value>, D::Error> {
-    Option::<Pruned>::deserialize(de).map(|o| o.map(|p| p.0))
+    Option::<Workload>::deserialize(de).map(|o| o.map(|w| w.0))
 }
 
+struct Workload(Value);
+
+impl<'de> Deserialize<'de> for Workload {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Workload, D::Error> {
+        serde::de::DeserializeSeed::deserialize(Pruned::Object, de).map(Workload)
+    }
+}
+
+/// Parses a JSON object, leaving unbuilt the keys no decision reads at its level.
 #[derive(Clone, Copy)]
-enum Level {
+enum Pruned {
     Object,
     Metadata,
 }
 
-/// A JSON object with the keys no decision reads at its level left unbuilt.
-struct Pruned(Value);
+impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
+    type Value = Value;
 
-struct PrunedVisitor(Level);
-
-impl<'de> Deserialize<'de> for Pruned {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Pruned, D::Error> {
-        de.deserialize_map(PrunedVisitor(Level::Object))
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_map(self)
     }
 }
 
-struct Metadata(Value);
-
-impl<'de> Deserialize<'de> for Metadata {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Metadata, D::Error> {
-        de.deserialize_map(PrunedVisitor(Level::Metadata))
-            .map(|p| Metadata(p.0))
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for PrunedVisitor {
-    type Value = Pruned;
+impl<'de> serde::de::Visitor<'de> for Pruned {
+    type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a Kubernetes object")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pruned, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            match (self.0, key.as_str()) {
-                (Level::Object, "status") | (Level::Metadata, "managedFields") => {
+            let value = match (self, key.as_str()) {
+                (Pruned::Object, "status") | (Pruned::Metadata, "managedFields") => {
                     map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
                 }
-                (Level::Object, "metadata") => {
-                    let metadata = map.next_value::<Metadata>()?;
-                    out.insert(key, metadata.0);
-                }
-                _ => {
-                    let value = map.next_value::<Value>()?;
-                    out.insert(key, value);
-                }
-            }
+                (Pruned::Object, "metadata") => map.next_value_seed(Pruned::Metadata)?,
+                _ => map.next_value::<Value>()?,
+            };
+            out.insert(key, value);
         }
-        Ok(Pruned(Value::Object(out)))
+        Ok(Value::Object(out))
     }
 }
 
