@@ -3,17 +3,14 @@
 
 mod common;
 
+use common::run as budgetgate;
+
 use base64::Engine;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Output;
 
 const NOW: &str = "2026-11-29T10:00:00Z";
 const SAMPLES: &str = "manifests/samples";
-
-fn budgetgate(args: &[&str]) -> Output {
-    common::run(args)
-}
 
 /// `evaluate --review` on a sample review: (exit code, response).
 fn review(name: &str, webhook: &str) -> (i32, Value) {

@@ -3,14 +3,12 @@
 
 mod common;
 
+use common::run as budgetgate;
+
 use serde_json::Value;
 use std::process::Output;
 
 const SAMPLES: &str = "manifests/samples";
-
-fn budgetgate(args: &[&str]) -> Output {
-    common::run(args)
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
