@@ -78,6 +78,12 @@ wait_release() {
   fail "$1: no $2 Release after 30 s (phases: ${phases:-none})"
 }
 
+# decisions_on NAME: the verdicts "what the webhook would decide now" on the team page
+# loaded as NAME, space separated.
+decisions_on() {
+  python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["data"]["decisions"]))' "$ARTIFACTS/scoreboard-$1.json"
+}
+
 # `budgetgate status` in cluster mode: the budgets the webhook answers from.
 status_json() {
   "${E2E_BUDGETGATE_BIN:-$ROOT/target/debug/budgetgate}" status --kubeconfig "$KUBECONFIG" -o json
@@ -114,12 +120,12 @@ scenario_scoreboard_team_page_charts() {
   k -n "$SB_HEALTHY" get releases -o json >"$OUT/releases.json" || fail "kubectl get releases failed" || return 1
   page_ok team team team "$SB_HEALTHY/web" "$OUT/releases.json" --prometheus || return 1
   local verdicts code
-  verdicts=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["data"]["decisions"]))' "$ARTIFACTS/scoreboard-team.json")
+  verdicts=$(decisions_on team)
   expect_eq "the healthy team's decision" "$verdicts" allow || return 1
   browse team-frozen "/teams/$SB_FROZEN" team || return 1
   k -n "$SB_FROZEN" get releases -o json >"$OUT/releases.json" || fail "kubectl get releases failed" || return 1
   page_ok team-frozen team team "$SB_FROZEN/avail" "$OUT/releases.json" || return 1
-  verdicts=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["data"]["decisions"]))' "$ARTIFACTS/scoreboard-team-frozen.json")
+  verdicts=$(decisions_on team-frozen)
   expect_eq "the frozen team's decision" "$verdicts" deny || return 1
   code=$(curl -s -o /dev/null -w '%{http_code}' "$SCOREBOARD_URL/teams/e2e-sb-no-such-team")
   expect_eq "an unknown team's page" "$code" 404
