@@ -612,8 +612,8 @@ fn rollout_request(
             username: user.to_owned(),
             groups: Vec::new(),
         },
-        object: Some(object.clone()),
-        old_object: Some(old),
+        object: Some(object.clone().into()),
+        old_object: Some(old.into()),
         dry_run: Some(true),
     })
 }

@@ -1,6 +1,8 @@
 //! What kind of change a Deployment write is, and the one template hash (DESIGN §6 step 2,
 //! Appendix A "Revision hash").
 
+use super::canonical::Template;
+use super::review::Object;
 use crate::api::keys;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -78,11 +80,21 @@ fn hash_canonical(template: &Value, skip_pod_template_hash: bool) -> String {
     };
     // Writing JSON values into a hasher cannot fail.
     let _ = serde_json::to_writer(&mut hasher, &canonical);
-    let digest = hasher.0.finalize();
-    digest[..5].iter().map(|b| format!("{b:02x}")).collect()
+    short_hex(&hasher.0.finalize())
 }
 
-struct HashWriter(Sha256);
+/// The first 10 hex digits of a digest.
+pub(super) fn short_hex(digest: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(10);
+    for b in &digest[..5] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Feeds what is written into a SHA-256.
+pub(super) struct HashWriter(pub(super) Sha256);
 
 impl std::io::Write for HashWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -176,46 +188,40 @@ pub fn annotation<'a>(workload: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Classifies a write. `old` is `None` on CREATE; `served` holds the revisions of the
 /// ReplicaSets the Deployment owns.
-pub fn classify(old: Option<&Value>, new: &Value, served: &BTreeSet<String>) -> ChangeClass {
+pub fn classify(old: Option<&Object>, new: &Object, served: &BTreeSet<String>) -> ChangeClass {
     classify_revision(old, new, served).0
-}
-
-/// Whether the pod templates differ, ignoring a `pod-template-hash` label.
-fn templates_differ(old: &Value, new: &Value) -> bool {
-    let (a, b) = (old.pointer("/spec/template"), new.pointer("/spec/template"));
-    if a == b {
-        return false;
-    }
-    let has_hash = |t: Option<&Value>| {
-        t.and_then(|t| t.pointer("/metadata/labels"))
-            .and_then(|l| l.get(keys::POD_TEMPLATE_HASH))
-            .is_some()
-    };
-    if !has_hash(a) && !has_hash(b) {
-        return true;
-    }
-    comparable_template(old) != comparable_template(new)
 }
 
 /// [`classify`], with the new template's revision hash when the template changed (it is
 /// computed once, and the canary plan needs it too).
 pub fn classify_revision(
-    old: Option<&Value>,
-    new: &Value,
+    old: Option<&Object>,
+    new: &Object,
     served: &BTreeSet<String>,
 ) -> (ChangeClass, Option<String>) {
     let Some(old) = old else {
         return (ChangeClass::Create, None);
     };
-    if templates_differ(old, new) {
-        let revision = workload_revision(new);
-        let class = if served.contains(&revision) || history(old).contains(&revision) {
-            ChangeClass::Rollback
-        } else {
-            ChangeClass::Rollout
+    // The same text is the same template; other text may still be (key order, escapes,
+    // a `pod-template-hash` label): the canonical forms decide.
+    if old.template() != new.template() {
+        let new_template = new.template().and_then(Template::parse);
+        let same = match (&new_template, old.template()) {
+            (Some(template), Some(text)) => template.matches(text),
+            (None, None) => true,
+            _ => false,
         };
-        return (class, Some(revision));
+        if !same {
+            let revision = new_template.map_or_else(|| new.revision(), |t| t.revision());
+            let class = if served.contains(&revision) || history(old.value()).contains(&revision) {
+                ChangeClass::Rollback
+            } else {
+                ChangeClass::Rollout
+            };
+            return (class, Some(revision));
+        }
     }
+    let (old, new) = (old.value(), new.value());
     let replicas_changed = old.pointer("/spec/replicas") != new.pointer("/spec/replicas");
     let (empty, old_spec, new_spec) = (
         serde_json::Map::new(),
@@ -255,6 +261,10 @@ mod tests {
         })
     }
 
+    fn object(image: &str, replicas: u32) -> Object {
+        Object::new(deployment(image, replicas))
+    }
+
     #[test]
     fn revision_hash_is_pinned() {
         // sha256 of {"metadata":{"labels":{"app":"checkout"}},"spec":{"containers":[{"image":"shop/checkout:v2","name":"app"}]}}
@@ -272,18 +282,14 @@ mod tests {
 
     #[test]
     fn image_change_is_a_rollout() {
-        let class = classify(
-            Some(&deployment("v1", 3)),
-            &deployment("v2", 3),
-            &BTreeSet::new(),
-        );
+        let class = classify(Some(&object("v1", 3)), &object("v2", 3), &BTreeSet::new());
         assert_eq!(class, ChangeClass::Rollout);
     }
 
     #[test]
     fn going_back_to_an_owned_replica_set_template_is_a_rollback() {
         let served = BTreeSet::from([workload_revision(&deployment("v1", 3))]);
-        let class = classify(Some(&deployment("v2", 3)), &deployment("v1", 3), &served);
+        let class = classify(Some(&object("v2", 3)), &object("v1", 3), &served);
         assert_eq!(class, ChangeClass::Rollback);
     }
 
@@ -293,7 +299,7 @@ mod tests {
         old["metadata"]["annotations"] = json!({
             keys::HISTORY: format!("aaaaaaaaaa, {}", workload_revision(&deployment("v1", 3)))
         });
-        let class = classify(Some(&old), &deployment("v1", 3), &BTreeSet::new());
+        let class = classify(Some(&Object::new(old)), &object("v1", 3), &BTreeSet::new());
         assert_eq!(class, ChangeClass::Rollback);
     }
 
@@ -301,27 +307,48 @@ mod tests {
     fn replicas_only_is_scale_and_other_spec_changes_are_metadata() {
         let none = BTreeSet::new();
         assert_eq!(
-            classify(Some(&deployment("v1", 3)), &deployment("v1", 5), &none),
+            classify(Some(&object("v1", 3)), &object("v1", 5), &none),
             ChangeClass::Scale
         );
         let mut labelled = deployment("v1", 3);
         labelled["metadata"]["labels"]["owner"] = json!("x");
         assert_eq!(
-            classify(Some(&deployment("v1", 3)), &labelled, &none),
+            classify(Some(&object("v1", 3)), &Object::new(labelled), &none),
             ChangeClass::Metadata
         );
         let mut strategy = deployment("v1", 5);
         strategy["spec"]["minReadySeconds"] = json!(10);
         assert_eq!(
-            classify(Some(&deployment("v1", 3)), &strategy, &none),
+            classify(Some(&object("v1", 3)), &Object::new(strategy), &none),
             ChangeClass::Metadata
+        );
+    }
+
+    #[test]
+    fn the_same_template_in_other_text_is_not_a_rollout() {
+        let old = object("v1", 3);
+        let reordered = r#"{"metadata":{"name":"checkout","labels":{"app":"checkout"}},"spec":{"replicas":5,"selector":{"matchLabels":{"app":"checkout"}},
+            "template":{"spec":{"containers":[{"image":"v1","name":"app"}]},"metadata":{"labels":{"pod-template-hash":"7c9f","app":"checkout"}}}}}"#;
+        let new: Object = serde_json::from_str(reordered).unwrap();
+        assert_ne!(old.template(), new.template());
+        assert_eq!(
+            classify_revision(Some(&old), &new, &BTreeSet::new()),
+            (ChangeClass::Scale, None)
+        );
+        let changed: Object = serde_json::from_str(&reordered.replace("\"v1\"", "\"v2\"")).unwrap();
+        assert_eq!(
+            classify_revision(Some(&old), &changed, &BTreeSet::new()),
+            (
+                ChangeClass::Rollout,
+                Some(workload_revision(&deployment("v2", 3)))
+            )
         );
     }
 
     #[test]
     fn create_is_create() {
         assert_eq!(
-            classify(None, &deployment("v1", 3), &BTreeSet::new()),
+            classify(None, &object("v1", 3), &BTreeSet::new()),
             ChangeClass::Create
         );
     }

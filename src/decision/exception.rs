@@ -16,11 +16,15 @@ pub fn validate(
         d.reason = Reason::NotApplicable;
         return Ok(d);
     }
-    let object = req.object.as_ref().ok_or_else(|| {
-        ReviewError::Malformed(
-            "request.object: missing for a BudgetException CREATE or UPDATE".into(),
-        )
-    })?;
+    let object = req
+        .object
+        .as_ref()
+        .map(super::Object::value)
+        .ok_or_else(|| {
+            ReviewError::Malformed(
+                "request.object: missing for a BudgetException CREATE or UPDATE".into(),
+            )
+        })?;
     let max = policy
         .map(|p| p.max_exception.clone())
         .unwrap_or_else(|| Duration::from_seconds(7 * 86_400));

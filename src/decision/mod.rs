@@ -4,6 +4,7 @@
 //! Owns change classification, the budget rules, modes, denial texts and the mutating
 //! patch. Reads only the [`Index`]; never does I/O.
 
+mod canonical;
 mod classify;
 mod exception;
 mod patch;
@@ -15,7 +16,9 @@ pub use classify::{
     ChangeClass, annotation, classify, classify_revision, comparable_template, history,
     revision_hash, workload_revision,
 };
-pub use review::{AdmissionRequest, AdmissionResponse, Operation, ReviewError, parse_review};
+pub use review::{
+    AdmissionRequest, AdmissionResponse, Object, Operation, ReviewError, parse_review,
+};
 
 use crate::api::{
     BudgetExceptionSpec, Enforcement, ExceptionKind, OnStale, Plan, ReleasePhase, Timestamp, keys,
@@ -120,6 +123,7 @@ impl Decision {
         let object = req.object.as_ref().or(req.old_object.as_ref());
         let meta = |field: &str| {
             object
+                .map(Object::value)
                 .and_then(|o| o.pointer(&format!("/metadata/{field}")))
                 .and_then(Value::as_str)
                 .unwrap_or_default()
@@ -243,7 +247,7 @@ pub fn decide(
     let (class, revision) =
         classify_revision(old, new, index.revisions.get(&key).unwrap_or(&empty));
     d.class = Some(class);
-    let labels = labels_of(new);
+    let labels = labels_of(new.value());
     let progressive = index
         .namespaces
         .get(&d.namespace)
@@ -273,7 +277,7 @@ pub fn decide(
             )));
         }
     } else {
-        let revision = revision.unwrap_or_else(|| workload_revision(new));
+        let revision = revision.unwrap_or_else(|| new.revision());
         canary = ctx.gate(&mut d, &view, progressive, &revision);
     }
     // Creation has no serving version to compare a canary against: it rolls out directly.
@@ -282,7 +286,7 @@ pub fn decide(
     // would pass as a rollback once the namespace enforces.
     let canary = canary
         .filter(|_| class == ChangeClass::Rollout && d.allowed() && d.mode == Enforcement::Enforce);
-    d.patch = patch::build(old, new, true, canary.as_ref());
+    d.patch = patch::build(old.map(Object::value), new.value(), true, canary.as_ref());
     d.canary = canary;
     Ok(d)
 }

@@ -4,9 +4,11 @@
 //! serializes `patch` as an array of bytes instead of base64, and its flattened review type
 //! hides the field path of a parse error, which a malformed review's 400 must name.
 
+use super::canonical::Template;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -34,10 +36,10 @@ pub struct AdmissionRequest {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default, deserialize_with = "workload")]
-    pub object: Option<Value>,
-    #[serde(default, deserialize_with = "workload")]
-    pub old_object: Option<Value>,
+    #[serde(default)]
+    pub object: Option<Object>,
+    #[serde(default)]
+    pub old_object: Option<Object>,
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -67,57 +69,167 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
-/// An object of the review without what no decision reads: its `status` and
+/// An object of a review, as decisions read it: its `status` and
 /// `metadata.managedFields` (on objects from the apiserver often half their size) are
-/// skipped while parsing, never built.
-fn workload<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Value>, D::Error> {
-    Option::<Workload>::deserialize(de).map(|o| o.map(|w| w.0))
+/// skipped while parsing, never built, and its pod template (`spec.template`, most of what
+/// is left) is kept as the JSON text it arrived as, for [`Template`] to compare and hash
+/// without building it as a `Value`.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// The object without `spec.template`.
+    value: Value,
+    template: Option<Box<RawValue>>,
 }
 
-struct Workload(Value);
+impl Object {
+    /// An object from its JSON value.
+    pub fn new(mut value: Value) -> Object {
+        let template = value
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .and_then(|spec| spec.remove("template"))
+            // A `Value` always serializes.
+            .and_then(|t| serde_json::value::to_raw_value(&t).ok());
+        Object { value, template }
+    }
 
-impl<'de> Deserialize<'de> for Workload {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Workload, D::Error> {
-        serde::de::DeserializeSeed::deserialize(Pruned::Object, de).map(Workload)
+    /// Everything but `spec.template`.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The JSON text of `spec.template`.
+    pub fn template(&self) -> Option<&str> {
+        self.template.as_deref().map(RawValue::get)
+    }
+
+    /// The revision hash of the pod template (Appendix A), as
+    /// [`super::workload_revision`] computes it from the object's `Value`.
+    pub fn revision(&self) -> String {
+        let template = self.template().and_then(Template::parse);
+        template
+            .or_else(|| Template::parse("null"))
+            .map(|t| t.revision())
+            .unwrap_or_default()
+    }
+
+    /// The whole object again, pod template included.
+    pub fn to_value(&self) -> Value {
+        let mut value = self.value.clone();
+        if let (Some(spec), Some(template)) = (
+            value.get_mut("spec").and_then(Value::as_object_mut),
+            self.template(),
+        ) {
+            // Text that was parsed once parses again.
+            let template = serde_json::from_str(template).unwrap_or(Value::Null);
+            spec.insert("template".into(), template);
+        }
+        value
     }
 }
 
-/// Parses a JSON object, leaving unbuilt the keys no decision reads at its level.
+impl From<Value> for Object {
+    fn from(value: Value) -> Object {
+        Object::new(value)
+    }
+}
+
+impl PartialEq for Object {
+    fn eq(&self, other: &Object) -> bool {
+        self.value == other.value
+            && self.template().map(Template::parse) == other.template().map(Template::parse)
+    }
+}
+
+impl Serialize for Object {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Object, D::Error> {
+        de.deserialize_map(ObjectVisitor)
+    }
+}
+
+struct ObjectVisitor;
+
+/// Parses an object, or its metadata or spec, leaving unbuilt what no decision reads.
 #[derive(Clone, Copy)]
 enum Pruned {
     Object,
     Metadata,
+    Spec,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
-    type Value = Value;
+/// What [`Pruned`] parsed: a value and, for a spec, its template's text.
+type Parsed = (Value, Option<Box<RawValue>>);
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
-        de.deserialize_map(self)
+impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
+    type Value = Parsed;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Parsed, D::Error> {
+        match self {
+            Pruned::Spec => de.deserialize_any(self),
+            _ => de.deserialize_map(self),
+        }
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for Pruned {
-    type Value = Value;
+    type Value = Parsed;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a Kubernetes object")
+        f.write_str(match self {
+            Pruned::Object => "a Kubernetes object",
+            Pruned::Metadata => "object metadata",
+            Pruned::Spec => "the spec of a Kubernetes object",
+        })
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    /// `spec: null`.
+    fn visit_unit<E>(self) -> Result<Parsed, E> {
+        Ok((Value::Null, None))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
         let mut out = serde_json::Map::new();
+        let mut template = None;
         while let Some(key) = map.next_key::<String>()? {
             let value = match (self, key.as_str()) {
                 (Pruned::Object, "status") | (Pruned::Metadata, "managedFields") => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                     continue;
                 }
-                (Pruned::Object, "metadata") => map.next_value_seed(Pruned::Metadata)?,
+                (Pruned::Spec, "template") => {
+                    template = Some(map.next_value::<Box<RawValue>>()?);
+                    continue;
+                }
+                (Pruned::Object, "metadata") => map.next_value_seed(Pruned::Metadata)?.0,
+                (Pruned::Object, "spec") => {
+                    let (spec, spec_template) = map.next_value_seed(Pruned::Spec)?;
+                    template = spec_template;
+                    spec
+                }
                 _ => map.next_value::<Value>()?,
             };
             out.insert(key, value);
         }
-        Ok(Value::Object(out))
+        Ok((Value::Object(out), template))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+    type Value = Object;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        serde::de::Visitor::expecting(&Pruned::Object, f)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Object, A::Error> {
+        let (value, template) = serde::de::Visitor::visit_map(Pruned::Object, map)?;
+        Ok(Object { value, template })
     }
 }
 
@@ -294,30 +406,58 @@ mod tests {
     }
 
     #[test]
-    fn status_and_managed_fields_are_not_built() {
-        let review = serde_json::json!({
-            "apiVersion": API_VERSION, "kind": KIND,
-            "request": {
-                "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-                "operation": "UPDATE",
-                "object": {
-                    "metadata": {"name": "web", "labels": {"app": "web"},
-                        "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
-                    "spec": {"replicas": 3, "status": "kept: not the object's status"},
-                    "status": {"replicas": 3, "conditions": [{"type": "Available"}]}
-                },
-                "oldObject": null
-            }
-        });
-        let request = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+    fn status_and_managed_fields_are_not_built_and_the_template_stays_text() {
+        let review = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+            "uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"UPDATE",
+            "object":{
+                "metadata":{"name":"web","labels":{"app":"web"},
+                    "managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{}}}]},
+                "spec":{"replicas":3,"status":"kept: not the object's status",
+                    "template":{ "spec" : {"containers":[{"name":"app","image":"web:v2"}]},"metadata":{"labels":{"app":"web"}}}},
+                "status":{"replicas":3,"conditions":[{"type":"Available"}]}},
+            "oldObject":null}}"#;
+        let request = parse_review(review).unwrap();
+        let object = request.object.unwrap();
         assert_eq!(
-            request.object,
-            Some(serde_json::json!({
+            object.value(),
+            &serde_json::json!({
                 "metadata": {"name": "web", "labels": {"app": "web"}},
                 "spec": {"replicas": 3, "status": "kept: not the object's status"}
-            }))
+            })
         );
+        assert_eq!(
+            object.template(),
+            Some(
+                r#"{ "spec" : {"containers":[{"name":"app","image":"web:v2"}]},"metadata":{"labels":{"app":"web"}}}"#
+            )
+        );
+        let whole = object.to_value();
+        assert_eq!(
+            whole["spec"]["template"]["spec"]["containers"][0]["image"],
+            "web:v2"
+        );
+        assert_eq!(
+            object.revision(),
+            crate::decision::workload_revision(&whole)
+        );
+        assert_eq!(Object::new(whole.clone()).to_value(), whole);
         assert_eq!(request.old_object, None);
+    }
+
+    #[test]
+    fn a_malformed_template_says_where() {
+        let e = parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE","object":{"spec":{"template":{"spec":[}}}}}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not an AdmissionReview: request.object.spec.template: expected value at line 1 column 201"
+        );
+        let e = parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE","object":{"spec":7}}}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not an AdmissionReview: request.object.spec: invalid type: integer `7`, expected the spec of a Kubernetes object at line 1 column 180"
+        );
     }
 
     #[test]

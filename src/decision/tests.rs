@@ -220,8 +220,8 @@ fn mk_request(operation: Operation, object: Option<Value>, old: Option<Value>) -
                 username: DEVELOPER.into(),
                 groups: vec!["system:authenticated".into()],
             },
-            object,
-            old_object: old,
+            object: object.map(Object::new),
+            old_object: old.map(Object::new),
             dry_run: Some(false),
         },
     }
@@ -2323,7 +2323,7 @@ mod properties {
             prop_assert!(d.allowed());
             // The only patch is the restoring of forged system annotations.
             if forged {
-                let restore = super::super::patch::build(request.old_object.as_ref(), request.object.as_ref().expect("object"), true, None);
+                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), true, None);
                 prop_assert_eq!(&d.patch, &restore);
                 prop_assert!(!d.patch.0.is_empty());
             } else {

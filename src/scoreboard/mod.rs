@@ -448,8 +448,8 @@ fn decision_now(index: &Index, namespace: &str, now: Timestamp) -> Option<Decisi
         sub_resource: None,
         operation: Operation::Update,
         user_info: Default::default(),
-        object: Some(deployment("next")),
-        old_object: Some(deployment("current")),
+        object: Some(deployment("next").into()),
+        old_object: Some(deployment("current").into()),
         dry_run: Some(true),
     };
     let d = decision::decide(&request, index, now).ok()?;
