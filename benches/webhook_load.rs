@@ -24,6 +24,11 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Worker threads of the server (`BENCH_WORKERS`, default 1: the other core is the client's).
+fn workers() -> u64 {
+    env_or("BENCH_WORKERS", 1)
+}
+
 fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/samples")
 }
@@ -85,7 +90,7 @@ fn start_server() -> Server {
             "--now",
             NOW,
             "--workers",
-            "1",
+            &workers().to_string(),
             "--bare-endpoint",
         ])
         .stdout(Stdio::null())
@@ -318,8 +323,9 @@ fn main() {
     let server = start_server();
     let review = review();
     println!(
-        "review: {} bytes; server: budgetgate webhook, 1 worker thread; client: 1 runtime thread (+1 pacing thread in the open loop), {connections} keep-alive TLS connections",
-        review.len()
+        "review: {} bytes; server: budgetgate webhook, {} worker thread(s); client: 1 runtime thread (+1 pacing thread in the open loop), {connections} keep-alive TLS connections",
+        review.len(),
+        workers()
     );
     runtime.block_on(async {
         // Warm up both paths.

@@ -6,11 +6,18 @@ use crate::api::keys;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use serde_json::{Map, Value};
 
+/// The JSON pointer of an annotation (RFC 6901 escapes `~` and `/`).
 fn pointer(key: &str) -> String {
-    format!(
-        "/metadata/annotations/{}",
-        key.replace('~', "~0").replace('/', "~1")
-    )
+    let mut out = String::with_capacity(24 + key.len());
+    out.push_str("/metadata/annotations/");
+    for c in key.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn annotations(workload: &Value) -> Option<&Map<String, Value>> {
@@ -109,6 +116,15 @@ mod tests {
             },
             revision: "abe6038a51".into(),
         }
+    }
+
+    #[test]
+    fn annotation_pointers_escape_tilde_and_slash() {
+        assert_eq!(
+            pointer("budgetgate.dev/stage"),
+            "/metadata/annotations/budgetgate.dev~1stage"
+        );
+        assert_eq!(pointer("a~b/c~1"), "/metadata/annotations/a~0b~1c~01");
     }
 
     #[test]
