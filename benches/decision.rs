@@ -1,5 +1,6 @@
 //! Admission decision on a ~6 KB Deployment review (JSON parse, decision, patch, response
-//! serialization), and team aggregation over 1,000 SLOs.
+//! serialization), the floors any decision on that review pays, and team aggregation over
+//! 1,000 SLOs.
 
 use budgetgate::api::Duration;
 use budgetgate::budget::{Counts, Signals, budget_ratio};
@@ -48,6 +49,31 @@ fn decision(c: &mut Criterion) {
             let d = decide(&request, &index, now).unwrap();
             assert!(d.canary.is_some());
             d.mutate_response().review_bytes()
+        })
+    });
+    floors(c, &bytes);
+}
+
+/// What no implementation of `/validate` on this review can skip, whatever its design:
+/// reading every byte of the review's JSON (a scan that builds nothing), and the SHA-256
+/// of the new pod template's canonical bytes (the revision hash of Appendix A).
+fn floors(c: &mut Criterion, bytes: &[u8]) {
+    c.bench_function("floor_scan_6kb_review_building_nothing", |b| {
+        b.iter(|| {
+            let text = std::str::from_utf8(black_box(bytes)).unwrap();
+            serde_json::from_str::<serde::de::IgnoredAny>(text).unwrap()
+        })
+    });
+    let review: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let template = serde_json::to_vec(&review["request"]["object"]["spec"]["template"]).unwrap();
+    println!(
+        "new pod template: {} bytes of canonical JSON",
+        template.len()
+    );
+    c.bench_function("floor_sha256_of_the_template", |b| {
+        b.iter(|| {
+            use sha2::Digest;
+            sha2::Sha256::digest(black_box(&template))
         })
     });
 }

@@ -6,7 +6,8 @@
 //! `cargo bench --bench webhook_load` (BENCH_SECONDS=10 BENCH_STEADY_SECONDS=60
 //! BENCH_CONNECTIONS=8 BENCH_RATE=1000 to change the defaults; BENCH_REVIEW=apiserver for
 //! the review as the apiserver sends it, ~14 KB with status and managedFields). The server runs as its
-//! own process (`budgetgate webhook`, one worker thread); the load comes from this one.
+//! own process (`budgetgate webhook`, one worker thread unless BENCH_WORKERS says otherwise);
+//! the load comes from this one.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
