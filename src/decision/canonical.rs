@@ -62,11 +62,22 @@ impl<'a> Template<'a> {
 /// Where in the template a value sits: only `metadata.labels` of the template itself
 /// holds the `pod-template-hash` label to leave out.
 #[derive(Clone, Copy, PartialEq)]
-enum Depth {
+pub(super) enum Depth {
     Template,
     Metadata,
     Labels,
     Other,
+}
+
+impl Depth {
+    /// Where the value under `key` of an object at this depth sits.
+    pub(super) fn child(self, key: &str) -> Depth {
+        match (self, key) {
+            (Depth::Template, "metadata") => Depth::Metadata,
+            (Depth::Metadata, "labels") => Depth::Labels,
+            _ => Depth::Other,
+        }
+    }
 }
 
 fn canonicalize(node: &mut Node, depth: Depth) {
@@ -85,12 +96,7 @@ fn canonicalize(node: &mut Node, depth: Depth) {
                 entries.retain(|(k, _)| k != keys::POD_TEMPLATE_HASH);
             }
             for (key, value) in entries {
-                let inner = match (depth, key.as_ref()) {
-                    (Depth::Template, "metadata") => Depth::Metadata,
-                    (Depth::Metadata, "labels") => Depth::Labels,
-                    _ => Depth::Other,
-                };
-                canonicalize(value, inner);
+                canonicalize(value, depth.child(key));
             }
         }
         Node::Array(items) => items
@@ -304,14 +310,9 @@ impl<'de> Visitor<'de> for Match<'_, '_> {
             let Ok(at) = entries.binary_search_by(|(k, _)| k.as_ref().cmp(&key)) else {
                 return self.expect(false);
             };
-            let depth = match (self.depth, key.as_ref()) {
-                (Depth::Template, "metadata") => Depth::Metadata,
-                (Depth::Metadata, "labels") => Depth::Labels,
-                _ => Depth::Other,
-            };
             map.next_value_seed(Match {
                 node: &entries[at].1,
-                depth,
+                depth: self.depth.child(&key),
             })?;
             seen += 1;
         }

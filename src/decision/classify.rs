@@ -1,7 +1,7 @@
 //! What kind of change a Deployment write is, and the one template hash (DESIGN §6 step 2,
 //! Appendix A "Revision hash").
 
-use super::canonical::Template;
+use super::canonical::{Depth, Template};
 use super::review::Object;
 use crate::api::keys;
 use serde_json::Value;
@@ -107,16 +107,6 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Where in the template a value sits: only `metadata.labels` of the template itself
-/// may hold the label to skip.
-#[derive(Clone, Copy, PartialEq)]
-enum Depth {
-    Template,
-    Metadata,
-    Labels,
-    Other,
-}
-
 /// Serializes a JSON value with object keys sorted, whatever order the map keeps.
 struct Canonical<'a> {
     value: &'a Value,
@@ -145,12 +135,7 @@ impl serde::Serialize for Canonical<'_> {
                 entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 let mut out = serializer.serialize_map(Some(entries.len()))?;
                 for (k, v) in entries {
-                    let depth = match (self.depth, k.as_str()) {
-                        (Depth::Template, "metadata") => Depth::Metadata,
-                        (Depth::Metadata, "labels") => Depth::Labels,
-                        _ => Depth::Other,
-                    };
-                    out.serialize_entry(k, &child(v, depth))?;
+                    out.serialize_entry(k, &child(v, self.depth.child(k)))?;
                 }
                 out.end()
             }
