@@ -27,6 +27,9 @@ enum Node<'a> {
 pub struct Template<'a>(Node<'a>);
 
 impl<'a> Template<'a> {
+    /// The template of an object that has none: `null`, as a `Value` lookup finds it.
+    pub const NULL: Template<'static> = Template(Node::Null);
+
     /// The canonical form of `json`, the text of a template that has already been parsed
     /// once as part of its review. `None` for text that is not JSON.
     pub fn parse(json: &'a str) -> Option<Template<'a>> {

@@ -1,7 +1,7 @@
 //! What kind of change a Deployment write is, and the one template hash (DESIGN §6 step 2,
 //! Appendix A "Revision hash").
 
-use super::canonical::{Depth, Template};
+use super::canonical::Depth;
 use super::review::Object;
 use crate::api::keys;
 use serde_json::Value;
@@ -190,14 +190,13 @@ pub fn classify_revision(
     // The same text is the same template; other text may still be (key order, escapes,
     // a `pod-template-hash` label): the canonical forms decide.
     if old.template() != new.template() {
-        let new_template = new.template().and_then(Template::parse);
-        let same = match (&new_template, old.template()) {
-            (Some(template), Some(text)) => template.matches(text),
-            (None, None) => true,
-            _ => false,
-        };
+        let new_template = new.canonical_template();
+        let same = new.template().is_some()
+            && old
+                .template()
+                .is_some_and(|text| new_template.matches(text));
         if !same {
-            let revision = new_template.map_or_else(|| new.revision(), |t| t.revision());
+            let revision = new_template.revision();
             let class = if served.contains(&revision) || history(old.value()).contains(&revision) {
                 ChangeClass::Rollback
             } else {

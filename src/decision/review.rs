@@ -22,7 +22,7 @@ struct ReviewIn {
     request: Option<AdmissionRequest>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest {
     pub uid: String,
@@ -103,17 +103,21 @@ impl Object {
         self.template.as_deref().map(RawValue::get)
     }
 
+    /// The pod template in canonical form; `null` for an object without one.
+    pub(super) fn canonical_template(&self) -> Template<'_> {
+        self.template()
+            .and_then(Template::parse)
+            .unwrap_or(Template::NULL)
+    }
+
     /// The revision hash of the pod template (Appendix A), as
     /// [`super::workload_revision`] computes it from the object's `Value`.
     pub fn revision(&self) -> String {
-        let template = self.template().and_then(Template::parse);
-        template
-            .or_else(|| Template::parse("null"))
-            .map(|t| t.revision())
-            .unwrap_or_default()
+        self.canonical_template().revision()
     }
 
     /// The whole object again, pod template included.
+    #[cfg(test)]
     pub fn to_value(&self) -> Value {
         let mut value = self.value.clone();
         if let (Some(spec), Some(template)) = (
@@ -138,12 +142,6 @@ impl PartialEq for Object {
     fn eq(&self, other: &Object) -> bool {
         self.value == other.value
             && self.template().map(Template::parse) == other.template().map(Template::parse)
-    }
-}
-
-impl Serialize for Object {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(serializer)
     }
 }
 
