@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 pub enum Role {
     Webhook(WebhookArgs),
@@ -276,14 +277,25 @@ async fn start_controller(
             }
         });
     }
-    tokio::spawn(crate::controller::rollout::run(
-        client.clone(),
-        shared.clone(),
-        leader.clone(),
-        Duration::from_secs(opts.interval.seconds()),
-        Some(identity.clone()),
-        stop.clone(),
-    ));
+    let tracks =
+        opts.source
+            .prometheus
+            .as_ref()
+            .map(|url| crate::controller::rollout::TrackReader {
+                config: opts.prometheus_options.config(url),
+            });
+    tokio::spawn(
+        crate::controller::rollout::run(
+            client.clone(),
+            shared.clone(),
+            leader.clone(),
+            Duration::from_secs(opts.interval.seconds()),
+            Some(identity.clone()),
+            tracks,
+            stop.clone(),
+        )
+        .instrument(tracing::info_span!("rollout_controller")),
+    );
     let controller = Controller::new(
         client,
         shared.clone(),

@@ -1,13 +1,16 @@
 //! The canary state machine, state by signal. Times are seconds after `T0`; the plan is
 //! the caution band's `[10, 25, 50, 100]` every 5m, 4 stable replicas.
 
+use super::objects::*;
 use super::*;
 use crate::api::{CanarySpec, Duration, Plan, ReleasePhase, Timestamp};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use serde_json::json;
 
 const T0: &str = "2026-11-29T10:00:00Z";
 const NEW: &str = "bbbbbbbbbb";
 const OLD: &str = "aaaaaaaaaa";
+const RELEASE: &str = "web-bbbbbbbb-2";
 
 fn at(seconds: i64) -> Timestamp {
     T0.parse::<Timestamp>().unwrap() + jiff::SignedDuration::from_secs(seconds)
@@ -19,16 +22,21 @@ fn spec() -> CanarySpec {
         abort_burn_rate: 14.4,
         consecutive_failures: 2,
         progress_deadline: Duration::from_seconds(600),
+        ..CanarySpec::default()
+    }
+}
+
+fn plan() -> Plan {
+    Plan {
+        steps: vec![10, 25, 50, 100],
+        pause: Duration::parse("5m").unwrap(),
     }
 }
 
 fn progress(stage: Stage, started: Option<i64>) -> Progress {
     Progress {
         revision: NEW.into(),
-        plan: Plan {
-            steps: vec![10, 25, 50, 100],
-            pause: Duration::parse("5m").unwrap(),
-        },
+        plan: plan(),
         band: "caution".into(),
         stage,
         stage_started_at: started.map(at),
@@ -37,80 +45,148 @@ fn progress(stage: Stage, started: Option<i64>) -> Progress {
 
 fn deployment(stage: Stage, started: Option<i64>) -> DeploymentView {
     DeploymentView {
+        name: "web".into(),
+        uid: "u-web".into(),
         replicas: 4,
         paused: stage != Stage::Promoting,
         template_revision: NEW.into(),
         progress: Some(Ok(progress(stage, started))),
         action: None,
         rolled_out: false,
+        history: vec![OLD.into()],
     }
 }
 
 fn idle() -> DeploymentView {
     DeploymentView {
+        name: "web".into(),
+        uid: "u-web".into(),
         replicas: 4,
         paused: false,
         template_revision: OLD.into(),
         progress: None,
         action: None,
         rolled_out: true,
+        history: vec![],
     }
 }
 
-fn canary(revision: &str, replicas: u32, available: u32) -> CanaryView {
-    CanaryView {
+fn canary(revision: &str, replicas: u32, available: u32) -> CanaryState {
+    CanaryState::Owned(CanaryView {
+        name: "web-canary".into(),
+        uid: "u-canary".into(),
         revision: revision.into(),
         replicas,
         available,
-    }
+    })
+}
+
+fn owned() -> Option<OwnedCanary> {
+    Some(OwnedCanary {
+        name: "web-canary".into(),
+        uid: "u-canary".into(),
+    })
 }
 
 fn release(revision: &str, phase: ReleasePhase, failed: u32) -> ReleaseView {
     ReleaseView {
-        name: format!("web-{revision}"),
+        name: if revision == NEW {
+            RELEASE.into()
+        } else {
+            format!("web-{revision}")
+        },
         revision: revision.into(),
         phase,
         failed_checks: failed,
+        created: Some(at(0)),
+        generation: 2,
+        remaining_at_start: Some(0.4),
     }
 }
 
-fn healthy() -> Health {
-    Health::Healthy { burn: 0.5 }
+fn pass() -> Verdict {
+    Verdict::Pass
 }
 
-fn burning() -> Health {
-    Health::Unhealthy {
-        burn: Some(20.0),
+fn burning() -> Verdict {
+    Verdict::Fail {
         reason: "team t burns 20.0x over 5m, above abortBurnRate 14.4x".into(),
     }
 }
 
-fn unknown() -> Health {
-    Health::Unknown {
+fn unknown() -> Verdict {
+    Verdict::Unknown {
         reason: "no burn rate over 5m for team t".into(),
+    }
+}
+
+fn thin() -> Verdict {
+    Verdict::InsufficientTraffic {
+        reason: "canary has 40 events in the check window, fewer than minCanaryEvents 100 (SLO shop/avail)".into(),
     }
 }
 
 fn run(
     d: &DeploymentView,
-    c: Option<&CanaryView>,
+    c: &CanaryState,
     r: Option<&ReleaseView>,
-    h: &Health,
+    v: &Verdict,
     now: i64,
 ) -> Action {
     next(&Input {
         deployment: d,
         canary: c,
         release: r,
-        health: h,
+        verdict: v,
         canary_spec: &spec(),
         check_due: true,
+        last_error: None,
         now: at(now),
     })
 }
 
 fn progressing(failed: u32) -> ReleaseView {
     release(NEW, ReleasePhase::Progressing, failed)
+}
+
+fn rolled_back(reason: &str, manual: bool) -> Action {
+    Action::RollBack(RollBack {
+        release: Some(RELEASE.into()),
+        revision: NEW.into(),
+        reason: reason.into(),
+        manual,
+        outcome: ReleasePhase::RolledBack,
+        canary: owned(),
+    })
+}
+
+fn advance(stage: usize, weight: u32, replicas: u32, manual: bool) -> Action {
+    Action::Advance {
+        stage,
+        weight,
+        replicas,
+        manual,
+    }
+}
+
+fn promote(manual: bool) -> Action {
+    Action::Promote {
+        release: RELEASE.into(),
+        revision: NEW.into(),
+        last_stage: 3,
+        manual,
+    }
+}
+
+fn sync(stage: usize, replicas: u32, weight: f64, uid: Option<&str>) -> Action {
+    Action::SyncCanary {
+        release: RELEASE.into(),
+        stage,
+        revision: NEW.into(),
+        replicas,
+        weight,
+        canary_uid: uid.map(str::to_owned),
+    }
 }
 
 #[test]
@@ -137,11 +213,23 @@ fn replica_math_never_reduces_stable_and_reports_the_real_weight() {
 }
 
 #[test]
-fn no_canary_in_progress_is_idle_and_a_leftover_canary_is_removed() {
-    let h = healthy();
-    assert_eq!(run(&idle(), None, None, &h, 0), Action::Idle);
-    let left = canary(OLD, 1, 1);
-    assert_eq!(run(&idle(), Some(&left), None, &h, 0), Action::RemoveCanary);
+fn no_canary_in_progress_is_idle_and_only_an_owned_leftover_canary_is_removed() {
+    let v = pass();
+    assert_eq!(
+        run(&idle(), &CanaryState::Absent, None, &v, 0),
+        Action::Idle
+    );
+    assert_eq!(
+        run(&idle(), &canary(OLD, 1, 1), None, &v, 0),
+        Action::RemoveCanary {
+            canary: owned().unwrap()
+        }
+    );
+    let foreign = CanaryState::Foreign {
+        name: "web-canary".into(),
+        owner: None,
+    };
+    assert_eq!(run(&idle(), &foreign, None, &v, 0), Action::Idle);
 }
 
 #[test]
@@ -149,7 +237,7 @@ fn unreadable_annotations_touch_nothing() {
     let mut d = deployment(Stage::Canary(0), None);
     d.progress = Some(Err("annotation budgetgate.dev/plan is missing".into()));
     assert_eq!(
-        run(&d, None, None, &healthy(), 0),
+        run(&d, &CanaryState::Absent, None, &pass(), 0),
         Action::Invalid {
             reason: "annotation budgetgate.dev/plan is missing".into()
         }
@@ -161,15 +249,20 @@ fn a_new_canary_opens_its_release_first() {
     let d = deployment(Stage::Canary(0), None);
     let want = Action::OpenRelease {
         revision: NEW.into(),
+        plan: plan(),
+        band: "caution".into(),
         supersedes: None,
     };
-    assert_eq!(run(&d, None, None, &healthy(), 0), want);
+    assert_eq!(run(&d, &CanaryState::Absent, None, &pass(), 0), want);
     // The newest Release is a finished one of an older revision: still a new Release.
     let done = release(OLD, ReleasePhase::Promoted, 0);
-    assert_eq!(run(&d, None, Some(&done), &healthy(), 0), want);
+    assert_eq!(run(&d, &CanaryState::Absent, Some(&done), &pass(), 0), want);
     // A rolled-back revision applied again is a new rollout with a new Release.
-    let rolled_back = release(NEW, ReleasePhase::RolledBack, 2);
-    assert_eq!(run(&d, None, Some(&rolled_back), &healthy(), 0), want);
+    let rolled = release(NEW, ReleasePhase::RolledBack, 2);
+    assert_eq!(
+        run(&d, &CanaryState::Absent, Some(&rolled), &pass(), 0),
+        want
+    );
 }
 
 #[test]
@@ -177,29 +270,20 @@ fn a_new_template_mid_canary_supersedes_the_running_release() {
     let d = deployment(Stage::Canary(0), None);
     let running = release(OLD, ReleasePhase::Progressing, 1);
     assert_eq!(
-        run(&d, Some(&canary(OLD, 2, 2)), Some(&running), &healthy(), 0),
+        run(&d, &canary(OLD, 2, 2), Some(&running), &pass(), 0),
         Action::OpenRelease {
             revision: NEW.into(),
+            plan: plan(),
+            band: "caution".into(),
             supersedes: Some(format!("web-{OLD}")),
         }
     );
-    // Then, with its Release open and its start stamped, the canary takes the new template
-    // and stage 0's size.
+    // Then, with its Release open and its start stamped, the owned canary takes the new
+    // template and stage 0's size.
     let d = deployment(Stage::Canary(0), Some(0));
     assert_eq!(
-        run(
-            &d,
-            Some(&canary(OLD, 2, 2)),
-            Some(&progressing(0)),
-            &healthy(),
-            1
-        ),
-        Action::SyncCanary {
-            create: false,
-            revision: NEW.into(),
-            replicas: 1,
-            weight: 20.0
-        }
+        run(&d, &canary(OLD, 2, 2), Some(&progressing(0)), &pass(), 1),
+        sync(0, 1, 20.0, Some("u-canary"))
     );
 }
 
@@ -207,7 +291,7 @@ fn a_new_template_mid_canary_supersedes_the_running_release() {
 fn stage_zero_gets_its_start_time_before_anything_else() {
     let d = deployment(Stage::Canary(0), None);
     assert_eq!(
-        run(&d, None, Some(&progressing(0)), &healthy(), 0),
+        run(&d, &CanaryState::Absent, Some(&progressing(0)), &pass(), 0),
         Action::StartStage { stage: 0 }
     );
 }
@@ -217,37 +301,57 @@ fn the_canary_is_created_then_resized_to_each_stage() {
     let r = progressing(0);
     let d = deployment(Stage::Canary(0), Some(0));
     assert_eq!(
-        run(&d, None, Some(&r), &healthy(), 1),
-        Action::SyncCanary {
-            create: true,
-            revision: NEW.into(),
-            replicas: 1,
-            weight: 20.0
-        }
+        run(&d, &CanaryState::Absent, Some(&r), &pass(), 1),
+        sync(0, 1, 20.0, None)
     );
     // Stage 2 (50%) of 4 stable: 4 canary pods.
     let d = deployment(Stage::Canary(2), Some(0));
     assert_eq!(
-        run(&d, Some(&canary(NEW, 1, 1)), Some(&r), &healthy(), 1),
-        Action::SyncCanary {
-            create: false,
-            revision: NEW.into(),
-            replicas: 4,
-            weight: 50.0
-        }
+        run(&d, &canary(NEW, 1, 1), Some(&r), &pass(), 1),
+        sync(2, 4, 50.0, Some("u-canary"))
     );
     // The user (or an HPA) scaled the Deployment to 12: the canary follows.
     let mut d = deployment(Stage::Canary(2), Some(0));
     d.replicas = 12;
     assert_eq!(
-        run(&d, Some(&canary(NEW, 4, 4)), Some(&r), &healthy(), 1),
-        Action::SyncCanary {
-            create: false,
-            revision: NEW.into(),
-            replicas: 12,
-            weight: 50.0
-        }
+        run(&d, &canary(NEW, 4, 4), Some(&r), &pass(), 1),
+        sync(2, 12, 50.0, Some("u-canary"))
     );
+}
+
+#[test]
+fn a_foreign_canary_name_fails_the_rollout_at_once_and_is_never_touched() {
+    let d = deployment(Stage::Canary(0), Some(0));
+    let foreign = CanaryState::Foreign {
+        name: "web-canary".into(),
+        owner: None,
+    };
+    let want = Action::RollBack(RollBack {
+        release: Some(RELEASE.into()),
+        revision: NEW.into(),
+        reason: "the canary's name is taken: Deployment web-canary exists and is not controlled by web (it has no controller); budgetgate never changes or deletes it. Rename it or delete it, then apply the rollout again".into(),
+        manual: false,
+        outcome: ReleasePhase::Failed,
+        canary: None,
+    });
+    assert_eq!(run(&d, &foreign, Some(&progressing(0)), &pass(), 1), want);
+    // Even an abort by hand leaves the foreign object alone.
+    let mut d = d;
+    d.action = Some(ManualAction::Abort);
+    assert_eq!(run(&d, &foreign, Some(&progressing(0)), &pass(), 1), want);
+    let other = CanaryState::Foreign {
+        name: "web-canary".into(),
+        owner: Some("Deployment other (uid u-9)".into()),
+    };
+    match run(&d, &other, Some(&progressing(0)), &pass(), 1) {
+        Action::RollBack(r) => assert!(
+            r.reason
+                .contains("(its controller is Deployment other (uid u-9))"),
+            "{}",
+            r.reason
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -256,19 +360,48 @@ fn an_unavailable_canary_waits_then_rolls_back_at_the_progress_deadline() {
     let d = deployment(Stage::Canary(1), Some(0));
     let c = canary(NEW, 1, 0);
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 599),
+        run(&d, &c, Some(&r), &pass(), 599),
         Action::Wait {
             reason: "waiting for the canary to be available (0/1)".into()
         }
     );
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 600),
-        Action::RollBack {
-            reason: "the canary was not available within progressDeadline 10m (0/1 pods available)"
-                .into(),
-            manual: false
-        }
+        run(&d, &c, Some(&r), &pass(), 600),
+        rolled_back(
+            "the canary was not available within progressDeadline 10m (0/1 pods available)",
+            false
+        )
     );
+}
+
+#[test]
+fn writes_the_apiserver_keeps_refusing_hit_the_progress_deadline_with_the_error() {
+    let r = progressing(0);
+    let d = deployment(Stage::Canary(0), Some(0));
+    let s = spec();
+    let input = |now| Input {
+        deployment: &d,
+        canary: &CanaryState::Absent,
+        release: Some(&r),
+        verdict: &Verdict::Pass,
+        canary_spec: &s,
+        check_due: true,
+        last_error: Some("applying the canary shop/web-canary: exceeded quota"),
+        now: at(now),
+    };
+    // Before the deadline: try again.
+    assert_eq!(next(&input(599)), sync(0, 1, 20.0, None));
+    match next(&input(600)) {
+        Action::RollBack(rb) => {
+            assert_eq!(
+                rb.reason,
+                "the canary was not available within progressDeadline 10m (last error: applying the canary shop/web-canary: exceeded quota)"
+            );
+            assert_eq!(rb.canary, None);
+            assert_eq!(rb.outcome, ReleasePhase::RolledBack);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -277,18 +410,14 @@ fn a_healthy_stage_waits_out_its_pause_then_advances() {
     let d = deployment(Stage::Canary(0), Some(0));
     let c = canary(NEW, 1, 1);
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 299),
+        run(&d, &c, Some(&r), &pass(), 299),
         Action::Wait {
             reason: "stage 0 at 10% healthy; 1s of the 5m pause left".into()
         }
     );
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 300),
-        Action::Advance {
-            stage: 1,
-            weight: 25,
-            manual: false
-        }
+        run(&d, &c, Some(&r), &pass(), 300),
+        advance(1, 25, 1, false)
     );
 }
 
@@ -298,10 +427,7 @@ fn the_stage_before_the_last_step_promotes() {
     let r = progressing(0);
     let d = deployment(Stage::Canary(2), Some(0));
     let c = canary(NEW, 4, 4);
-    assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 300),
-        Action::Promote { manual: false }
-    );
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 300), promote(false));
     // A plan without a 100 step promotes after its last stage too.
     let mut d = d;
     if let Some(Ok(p)) = &mut d.progress {
@@ -309,59 +435,94 @@ fn the_stage_before_the_last_step_promotes() {
         p.stage = Stage::Canary(1);
     }
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 300),
-        Action::Promote { manual: false }
+        run(&d, &c, Some(&r), &pass(), 300),
+        Action::Promote {
+            release: RELEASE.into(),
+            revision: NEW.into(),
+            last_stage: 1,
+            manual: false
+        }
     );
     // Reaching a 100 stage directly (annotation says so) is the promotion.
     let d = deployment(Stage::Canary(3), Some(0));
-    assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 0),
-        Action::Promote { manual: false }
-    );
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 0), promote(false));
 }
 
 #[test]
-fn missing_metrics_hold_the_stage_without_advancing_or_rolling_back() {
+fn missing_metrics_and_thin_traffic_hold_the_stage_without_advancing_or_rolling_back() {
     let r = progressing(1);
     let d = deployment(Stage::Canary(1), Some(0));
     let c = canary(NEW, 1, 1);
     // Long past the pause, one failure already recorded: still only a hold.
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &unknown(), 10_000),
+        run(&d, &c, Some(&r), &unknown(), 10_000),
         Action::Hold {
+            kind: HoldKind::MetricsUnavailable,
             reason: "no burn rate over 5m for team t".into()
+        }
+    );
+    assert_eq!(
+        run(&d, &c, Some(&r), &thin(), 10_000),
+        Action::Hold {
+            kind: HoldKind::InsufficientTraffic,
+            reason: "canary has 40 events in the check window, fewer than minCanaryEvents 100 (SLO shop/avail)".into()
         }
     );
 }
 
 #[test]
-fn burn_above_the_abort_rate_rolls_back_at_the_consecutive_failure_count() {
+fn resume_or_promote_by_hand_overrides_thin_traffic_but_not_missing_metrics_or_a_failure() {
+    let r = progressing(0);
+    let c = canary(NEW, 1, 1);
+    let mut d = deployment(Stage::Canary(0), Some(0));
+    d.action = Some(ManualAction::Resume);
+    assert_eq!(run(&d, &c, Some(&r), &thin(), 10), advance(1, 25, 1, true));
+    assert!(matches!(
+        run(&d, &c, Some(&r), &unknown(), 10),
+        Action::Hold { .. }
+    ));
+    d.action = Some(ManualAction::Promote);
+    assert_eq!(run(&d, &c, Some(&r), &thin(), 10), promote(true));
+    // Promote skips pauses, never the judgement: a failing check is counted as ever.
+    assert_eq!(
+        run(&d, &c, Some(&r), &burning(), 10),
+        Action::RecordCheck {
+            release: RELEASE.into(),
+            failed_checks: 1,
+            reason: "team t burns 20.0x over 5m, above abortBurnRate 14.4x".into()
+        }
+    );
+}
+
+#[test]
+fn a_failing_check_rolls_back_at_the_consecutive_failure_count() {
     let d = deployment(Stage::Canary(1), Some(0));
     let c = canary(NEW, 1, 1);
     assert_eq!(
-        run(&d, Some(&c), Some(&progressing(0)), &burning(), 30),
+        run(&d, &c, Some(&progressing(0)), &burning(), 30),
         Action::RecordCheck {
+            release: RELEASE.into(),
             failed_checks: 1,
             reason: "team t burns 20.0x over 5m, above abortBurnRate 14.4x".into()
         }
     );
     assert_eq!(
-        run(&d, Some(&c), Some(&progressing(1)), &burning(), 32),
-        Action::RollBack {
-            reason: "team t burns 20.0x over 5m, above abortBurnRate 14.4x (2 checks in a row)"
-                .into(),
-            manual: false
-        }
+        run(&d, &c, Some(&progressing(1)), &burning(), 32),
+        rolled_back(
+            "team t burns 20.0x over 5m, above abortBurnRate 14.4x (2 checks in a row)",
+            false
+        )
     );
     // A second failure within the same interval is not counted again.
     assert_eq!(
         next(&Input {
             deployment: &d,
-            canary: Some(&c),
+            canary: &c,
             release: Some(&progressing(1)),
-            health: &burning(),
+            verdict: &burning(),
             canary_spec: &spec(),
             check_due: false,
+            last_error: None,
             now: at(31),
         }),
         Action::Wait {
@@ -370,8 +531,9 @@ fn burn_above_the_abort_rate_rolls_back_at_the_consecutive_failure_count() {
     );
     // A healthy check between failures resets the count.
     assert_eq!(
-        run(&d, Some(&c), Some(&progressing(1)), &healthy(), 34),
+        run(&d, &c, Some(&progressing(1)), &pass(), 34),
         Action::RecordCheck {
+            release: RELEASE.into(),
             failed_checks: 0,
             reason: "healthy again".into()
         }
@@ -383,7 +545,7 @@ fn an_unhealthy_canary_never_advances_even_after_its_pause() {
     let d = deployment(Stage::Canary(0), Some(0));
     let c = canary(NEW, 1, 1);
     assert!(matches!(
-        run(&d, Some(&c), Some(&progressing(0)), &burning(), 100_000),
+        run(&d, &c, Some(&progressing(0)), &burning(), 100_000),
         Action::RecordCheck { .. }
     ));
 }
@@ -394,31 +556,16 @@ fn manual_actions() {
     let c = canary(NEW, 1, 1);
     let mut d = deployment(Stage::Canary(0), Some(0));
     d.action = Some(ManualAction::Resume);
-    assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 10),
-        Action::Advance {
-            stage: 1,
-            weight: 25,
-            manual: true
-        }
-    );
-    // Resume does not skip a health check.
-    assert!(matches!(
-        run(&d, Some(&c), Some(&r), &unknown(), 10),
-        Action::Hold { .. }
-    ));
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 10), advance(1, 25, 1, true));
     d.action = Some(ManualAction::Promote);
-    assert_eq!(
-        run(&d, Some(&c), Some(&r), &burning(), 10),
-        Action::Promote { manual: true }
-    );
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 10), promote(true));
     d.action = Some(ManualAction::Abort);
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 10),
-        Action::RollBack {
-            reason: "aborted by hand (annotation budgetgate.dev/action=abort)".into(),
-            manual: true
-        }
+        run(&d, &c, Some(&r), &pass(), 10),
+        rolled_back(
+            "aborted by hand (annotation budgetgate.dev/action=abort)",
+            true
+        )
     );
     assert_eq!(ManualAction::parse("promote"), Some(ManualAction::Promote));
     assert_eq!(ManualAction::parse(" abort "), Some(ManualAction::Abort));
@@ -432,7 +579,7 @@ fn promotion_waits_for_the_rolling_update_then_finishes() {
     let c = canary(NEW, 4, 4);
     let d = deployment(Stage::Promoting, Some(0));
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &burning(), 10),
+        run(&d, &c, Some(&r), &burning(), 10),
         Action::Wait {
             reason: "waiting for the rolling update of the promoted revision".into()
         }
@@ -440,15 +587,21 @@ fn promotion_waits_for_the_rolling_update_then_finishes() {
     let mut done = d.clone();
     done.rolled_out = true;
     assert_eq!(
-        run(&done, Some(&c), Some(&r), &unknown(), 10),
-        Action::FinishPromotion
+        run(&done, &c, Some(&r), &unknown(), 10),
+        Action::FinishPromotion {
+            release: RELEASE.into(),
+            revision: NEW.into(),
+            history: format!("{NEW},{OLD}"),
+            reason: "promoted after 3 stage(s) of plan 10,25,50,100 every 5m".into(),
+            canary: owned(),
+        }
     );
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 600),
-        Action::RollBack {
-            reason: "the promoted rollout did not complete within progressDeadline 10m".into(),
-            manual: false
-        }
+        run(&d, &c, Some(&r), &pass(), 600),
+        rolled_back(
+            "the promoted rollout did not complete within progressDeadline 10m",
+            false
+        )
     );
 }
 
@@ -460,91 +613,95 @@ fn a_restarted_controller_resumes_at_the_same_stage_with_the_same_pause() {
     let d = deployment(Stage::Canary(1), Some(100));
     let c = canary(NEW, 1, 1);
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 250),
+        run(&d, &c, Some(&r), &pass(), 250),
         Action::Wait {
             reason: "stage 1 at 25% healthy; 150s of the 5m pause left".into()
         }
     );
     assert_eq!(
-        run(&d, Some(&c), Some(&r), &healthy(), 400),
-        Action::Advance {
-            stage: 2,
-            weight: 50,
-            manual: false
-        }
+        run(&d, &c, Some(&r), &pass(), 400),
+        advance(2, 50, 4, false)
     );
+}
+
+fn typed(value: serde_json::Value) -> Deployment {
+    serde_json::from_value(value).unwrap()
 }
 
 #[test]
 fn annotations_parse_into_progress() {
-    let d = json!({
-        "metadata": {"name": "web", "annotations": {
+    let d = typed(json!({
+        "metadata": {"name": "web", "uid": "u-web", "annotations": {
             "budgetgate.dev/revision": NEW, "budgetgate.dev/plan": "10,25,50,100",
             "budgetgate.dev/pause": "5m", "budgetgate.dev/band": "caution",
             "budgetgate.dev/stage": "1", "budgetgate.dev/stage-started-at": T0,
+            "budgetgate.dev/history": "a1, a2",
             "budgetgate.dev/action": "resume"}},
-        "spec": {"replicas": 4, "paused": true, "template": {}},
+        "spec": {"replicas": 4, "paused": true, "selector": {}, "template": {}},
         "status": {}
-    });
+    }));
     let view = deployment_view(&d);
     assert_eq!(view.progress, Some(Ok(progress(Stage::Canary(1), Some(0)))));
     assert_eq!(view.action, Some(ManualAction::Resume));
+    assert_eq!((view.name.as_str(), view.uid.as_str()), ("web", "u-web"));
+    assert_eq!(view.history, vec!["a1".to_owned(), "a2".to_owned()]);
     assert_eq!(view.replicas, 4);
     assert!(view.paused);
     assert!(!view.rolled_out);
 
-    let mut promoting = d.clone();
-    promoting["metadata"]["annotations"]["budgetgate.dev/stage"] = json!("promoting");
+    let with = |key: &str, value: Option<&str>| {
+        let mut d = d.clone();
+        let a = d.metadata.annotations.as_mut().unwrap();
+        match value {
+            Some(v) => a.insert(key.into(), v.into()),
+            None => a.remove(key),
+        };
+        objects::progress(&d.metadata)
+    };
     assert_eq!(
-        progress_of(&promoting).unwrap().stage,
-        Stage::Promoting,
-        "promoting"
+        with("budgetgate.dev/stage", Some("promoting"))
+            .unwrap()
+            .unwrap()
+            .stage,
+        Stage::Promoting
     );
-    let mut bad = d.clone();
-    bad["metadata"]["annotations"]["budgetgate.dev/plan"] = json!("10,abc");
     assert_eq!(
-        super::progress(&bad),
+        with("budgetgate.dev/plan", Some("10,abc")),
         Some(Err(
             "annotation budgetgate.dev/plan: \"abc\" is not a weight 1-100".into()
         ))
     );
-    let mut none = d.clone();
-    none["metadata"]["annotations"]
-        .as_object_mut()
-        .unwrap()
-        .remove("budgetgate.dev/stage");
-    assert_eq!(super::progress(&none), None);
-}
-
-fn progress_of(d: &serde_json::Value) -> Result<Progress, String> {
-    super::progress(d).unwrap()
+    assert_eq!(with("budgetgate.dev/stage", None), None);
 }
 
 #[test]
 fn rolled_out_needs_every_replica_updated_and_available() {
-    let mut d = json!({
+    let mut d = typed(json!({
         "metadata": {"name": "web", "generation": 3},
-        "spec": {"replicas": 3, "template": {}},
+        "spec": {"replicas": 3, "selector": {}, "template": {}},
         "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}
-    });
+    }));
     assert!(deployment_view(&d).rolled_out);
-    d["status"]["replicas"] = json!(4); // an old pod still terminating
+    d.status.as_mut().unwrap().replicas = Some(4); // an old pod still terminating
     assert!(!deployment_view(&d).rolled_out);
-    d["status"]["replicas"] = json!(3);
-    d["status"]["observedGeneration"] = json!(2);
+    d.status.as_mut().unwrap().replicas = Some(3);
+    d.status.as_mut().unwrap().observed_generation = Some(2);
     assert!(!deployment_view(&d).rolled_out);
 }
 
-#[test]
-fn the_canary_object_cannot_overlap_the_stable_replica_set() {
-    let d = json!({
+fn web() -> Deployment {
+    typed(json!({
         "metadata": {"name": "web", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"}},
         "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:2"}]}}}
-    });
-    let c = canary_object(&d, NEW, 2);
+    }))
+}
+
+#[test]
+fn the_canary_object_is_controlled_by_the_deployment_and_cannot_overlap_the_stable_replica_set() {
+    let c = canary_object(&web(), NEW, 2, None);
     assert_eq!(
-        c,
+        serde_json::to_value(&c).unwrap(),
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {
@@ -562,34 +719,129 @@ fn the_canary_object_cannot_overlap_the_stable_replica_set() {
             }
         })
     );
-    assert_eq!(canary_view(&c), canary(NEW, 2, 0));
+    // Written back over an existing canary, its uid goes along as a precondition.
+    let again = canary_object(&web(), NEW, 2, Some("u-c"));
+    assert_eq!(again.metadata.uid.as_deref(), Some("u-c"));
+    let mut existing = c.clone();
+    existing.metadata.uid = Some("u-c".into());
+    assert_eq!(
+        canary_state(Some(&existing), "u-1"),
+        CanaryState::Owned(CanaryView {
+            name: "web-canary".into(),
+            uid: "u-c".into(),
+            revision: NEW.into(),
+            replicas: 2,
+            available: 0
+        })
+    );
 }
 
 #[test]
-fn roll_back_restores_the_newest_replica_set_that_is_not_the_canary() {
-    let rs = |n: &str, image: &str| {
-        json!({"metadata": {"annotations": {"deployment.kubernetes.io/revision": n}},
-               "spec": {"template": {"metadata": {"labels": {"app": "web", "pod-template-hash": format!("h{n}")}},
-                                     "spec": {"containers": [{"name": "web", "image": image}]}}}})
-    };
-    let sets = [rs("1", "web:1"), rs("3", "web:3"), rs("2", "web:2")];
-    let (revision, template) = serving_template(&sets, "none").unwrap();
+fn only_a_canary_controlled_by_the_deployment_by_uid_is_owned() {
+    let mut c = canary_object(&web(), NEW, 2, None);
+    // Same name, same owner name, another uid (a deleted and re-created web): foreign.
+    assert_eq!(
+        canary_state(Some(&c), "u-2"),
+        CanaryState::Foreign {
+            name: "web-canary".into(),
+            owner: Some("Deployment web (uid u-1)".into())
+        }
+    );
+    // The user's own web-canary: no owner at all.
+    c.metadata.owner_references = None;
+    assert_eq!(
+        canary_state(Some(&c), "u-1"),
+        CanaryState::Foreign {
+            name: "web-canary".into(),
+            owner: None
+        }
+    );
+    // An owner reference that is not the controller does not make it ours.
+    let mut c = canary_object(&web(), NEW, 2, None);
+    c.metadata.owner_references.as_mut().unwrap()[0].controller = Some(false);
+    assert!(matches!(
+        canary_state(Some(&c), "u-1"),
+        CanaryState::Foreign { .. }
+    ));
+    assert_eq!(canary_state(None, "u-1"), CanaryState::Absent);
+}
+
+fn rs(n: &str, image: &str, owner: &str) -> ReplicaSet {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("web-{n}"), "annotations": {"deployment.kubernetes.io/revision": n},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": owner, "controller": true}]},
+        "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": format!("h{n}")}},
+                              "spec": {"containers": [{"name": "web", "image": image}]}}}}))
+    .unwrap()
+}
+
+#[test]
+fn roll_back_restores_the_newest_owned_replica_set_that_is_not_the_canary() {
+    let sets = [
+        rs("1", "web:1", "u-1"),
+        rs("3", "web:3", "u-1"),
+        rs("2", "web:2", "u-1"),
+        rs("9", "web:planted", "u-other"),
+    ];
+    let (revision, template) = serving_template(&sets, "u-1", "none").unwrap();
     assert_eq!(
         template,
         json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:3"}]}})
     );
     assert_eq!(revision, crate::decision::revision_hash(&template));
     // The newest one is the canary's own revision (a promotion that was rolling): skip it.
-    let (_, template) = serving_template(&sets, &revision).unwrap();
+    let (_, template) = serving_template(&sets, "u-1", &revision).unwrap();
     assert_eq!(template["spec"]["containers"][0]["image"], "web:2");
-    assert_eq!(serving_template(&[], "x"), None);
+    assert_eq!(serving_template(&[], "u-1", "x"), None);
+}
+
+#[test]
+fn the_rollback_patch_tests_the_uid_first_and_clears_the_canary_annotations() {
+    let mut d = web();
+    d.metadata.annotations = Some(
+        [
+            ("budgetgate.dev/stage", "1"),
+            ("budgetgate.dev/plan", "10,100"),
+            ("budgetgate.dev/action", "abort"),
+            ("other", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    let template = json!({"spec": {"containers": [{"name": "web", "image": "web:1"}]}});
+    assert_eq!(
+        rollback_patch(&d, OLD, &template, NEW),
+        json!([
+            {"op": "test", "path": "/metadata/uid", "value": "u-1"},
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "add", "path": "/spec/paused", "value": false},
+            {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1revision", "value": OLD},
+            {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1rolled-back-revision", "value": NEW},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1plan"},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1stage"},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1action"},
+        ])
+    );
+    assert_eq!(
+        release_patch(&d, false),
+        json!([
+            {"op": "test", "path": "/metadata/uid", "value": "u-1"},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1plan"},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1stage"},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1action"},
+        ])
+    );
 }
 
 #[test]
 fn history_keeps_the_newest_ten_without_repeats() {
     let old: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
-    assert_eq!(push_history(&[], "a"), "a");
-    assert_eq!(push_history(&["a".into(), "b".into()], "b"), "b,a");
-    assert_eq!(push_history(&old, "new"), "new,r0,r1,r2,r3,r4,r5,r6,r7,r8");
-    assert_eq!(release_name("web", NEW, 7), "web-bbbbbbbb-7");
+    assert_eq!(ledger::push_history(&[], "a"), "a");
+    assert_eq!(ledger::push_history(&["a".into(), "b".into()], "b"), "b,a");
+    assert_eq!(
+        ledger::push_history(&old, "new"),
+        "new,r0,r1,r2,r3,r4,r5,r6,r7,r8"
+    );
+    assert_eq!(ledger::release_name("web", NEW, 7), "web-bbbbbbbb-7");
 }

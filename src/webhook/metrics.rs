@@ -44,6 +44,11 @@ pub struct DeploymentLabels {
     pub deployment: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub error: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -55,6 +60,7 @@ pub struct Metrics {
     pub rollouts: Family<OutcomeLabels, Counter>,
     pub rollout_stage: Family<DeploymentLabels, Gauge>,
     pub rollback_seconds: Histogram,
+    pub reconcile_errors: Family<ErrorLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -126,8 +132,15 @@ impl Default for Metrics {
             "Time from the first failed canary check (burn detected) to the stable template restored",
             rollback_seconds.clone(),
         );
+        let reconcile_errors = Family::<ErrorLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed looks of the rollout controller at a Deployment, by error (read, write, conflict, encode); each is retried",
+            reconcile_errors.clone(),
+        );
         Metrics {
             registry,
+            reconcile_errors,
             rollouts,
             rollout_stage,
             rollback_seconds,

@@ -1,0 +1,1 @@
+//! Tests of the rollout controller against a mock apiserver.

@@ -1,0 +1,178 @@
+//! The I/O of a canary check (DESIGN §7.4): for every SLO selecting the Deployment, bad
+//! and total events of the canary track and of the stable track over the check window
+//! (the stage's start to now, at most `analysisWindow`), in one batched Prometheus query.
+//! What Prometheus cannot answer is `Unavailable` (hold), never bad.
+
+use crate::api::{Duration, Timestamp};
+use crate::index::{Index, ObjectKey};
+use crate::policy::Tier;
+use crate::prom::{self, PromConfig, query::Events};
+use crate::rollout::analysis::{Counts, SloReading, Tracks};
+use crate::selector;
+use std::collections::BTreeMap;
+
+/// Reads canary and stable counts from Prometheus.
+pub struct TrackReader {
+    pub config: PromConfig,
+}
+
+/// The SLOs of `namespace` that select a Deployment with `labels`, with their objective.
+fn selecting<'a>(
+    index: &'a Index,
+    namespace: &'a str,
+    labels: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = (&'a ObjectKey, &'a crate::api::ServiceLevelObjectiveSpec)> + 'a {
+    index.slos.iter().filter(move |(k, spec)| {
+        k.namespace == namespace
+            && spec
+                .deployment_selector
+                .as_ref()
+                .is_none_or(|s| selector::matches(s, labels))
+    })
+}
+
+/// Without Prometheus every selecting SLO is judged on whole-service burn.
+pub fn without_prometheus(
+    index: &Index,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<SloReading> {
+    selecting(index, namespace, labels)
+        .map(|(k, spec)| SloReading {
+            slo: k.to_string(),
+            objective: spec.objective,
+            tracks: Tracks::WholeService {
+                why: "no Prometheus to read the canary's own series from (budgets from a snapshot)"
+                    .into(),
+            },
+        })
+        .collect()
+}
+
+/// The check window: from the stage's start to `now`, at most `analysisWindow`, at least
+/// one second.
+pub fn check_window(tier: &Tier, stage_started_at: Option<Timestamp>, now: Timestamp) -> Duration {
+    let window = tier.canary.analysis_window.seconds();
+    let since = stage_started_at
+        .map(|s| now.duration_since(s).as_secs().max(0) as u64)
+        .unwrap_or(window);
+    Duration::from_seconds(since.clamp(1, window.max(1)))
+}
+
+impl TrackReader {
+    pub async fn read(
+        &self,
+        index: &Index,
+        tier: &Tier,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        stage_started_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Vec<SloReading> {
+        let slos: Vec<(ObjectKey, f64, Result<Events, String>)> =
+            selecting(index, namespace, labels)
+                .map(|(k, spec)| {
+                    (
+                        k.clone(),
+                        spec.objective,
+                        Events::from_indicator(&spec.indicator),
+                    )
+                })
+                .collect();
+        if slos.is_empty() {
+            return Vec::new();
+        }
+        let range = check_window(tier, stage_started_at, now);
+        let members: Vec<(ObjectKey, Result<Events, String>)> = slos
+            .iter()
+            .map(|(k, _, e)| (k.clone(), e.clone()))
+            .collect();
+        let query = shim::track_query(&members, "track", &range);
+        let answer = if query.promql.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            shim::read_tracks(&self.config, &query, now).await
+        };
+        tracing::debug!(window = %range, slos = slos.len(), ok = answer.is_ok(), "canary check read");
+        slos.into_iter()
+            .map(|(key, objective, _)| {
+                let tracks = if query.whole_service.contains(&key) {
+                    Tracks::WholeService {
+                        why: "raw indicator without {{track}}".into(),
+                    }
+                } else if let Some((_, why)) = query.invalid.iter().find(|(k, _)| *k == key) {
+                    Tracks::Unavailable {
+                        reason: why.clone(),
+                    }
+                } else {
+                    match &answer {
+                        Err(e) => Tracks::Unavailable {
+                            reason: e.to_string(),
+                        },
+                        Ok(counts) => match counts.get(&key) {
+                            Some(Ok(c)) => Tracks::Split {
+                                canary: Counts {
+                                    bad: c.canary_bad,
+                                    total: c.canary_total,
+                                },
+                                stable: Counts {
+                                    bad: c.stable_bad,
+                                    total: c.stable_total,
+                                },
+                            },
+                            Some(Err(reason)) => Tracks::Unavailable {
+                                reason: reason.clone(),
+                            },
+                            None => Tracks::Split {
+                                canary: Counts::default(),
+                                stable: Counts::default(),
+                            },
+                        },
+                    }
+                };
+                SloReading {
+                    slo: key.to_string(),
+                    objective,
+                    tracks,
+                }
+            })
+            .collect()
+    }
+}
+
+// Stand-in for the Prometheus track query until it lands.
+mod shim {
+    use crate::api::{Duration, Timestamp};
+    use crate::index::ObjectKey;
+    use crate::prom::{PromConfig, PromError, query::Events};
+    use std::collections::BTreeMap;
+    pub struct TrackQuery {
+        pub promql: String,
+        pub whole_service: Vec<ObjectKey>,
+        pub invalid: Vec<(ObjectKey, String)>,
+    }
+    pub struct TrackCounts {
+        pub canary_bad: f64,
+        pub canary_total: f64,
+        pub stable_bad: f64,
+        pub stable_total: f64,
+    }
+    pub fn track_query(
+        _: &[(ObjectKey, Result<Events, String>)],
+        _: &str,
+        _: &Duration,
+    ) -> TrackQuery {
+        TrackQuery {
+            promql: String::new(),
+            whole_service: vec![],
+            invalid: vec![],
+        }
+    }
+    pub async fn read_tracks(
+        _: &PromConfig,
+        _: &TrackQuery,
+        _: Timestamp,
+    ) -> Result<BTreeMap<ObjectKey, Result<TrackCounts, String>>, PromError> {
+        Ok(BTreeMap::new())
+    }
+}
