@@ -19,6 +19,7 @@ fn spec() -> CanarySpec {
         abort_burn_rate: 14.4,
         consecutive_failures: 2,
         progress_deadline: Duration::from_seconds(600),
+        ..CanarySpec::default()
     }
 }
 
