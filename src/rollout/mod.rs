@@ -8,6 +8,7 @@
 //! restarted or new leader computes the same next action from the same objects: nothing is
 //! advanced twice, no pause time is lost.
 
+pub mod analysis;
 mod health;
 #[cfg(test)]
 mod tests;
