@@ -174,6 +174,18 @@ impl Tier {
                 "must be at least 1",
             ));
         }
+        if !is_label_name(&canary.track_label) || canary.track_label.starts_with("__") {
+            return Err(invalid(
+                at("canary.trackLabel"),
+                "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*) not starting with __",
+            ));
+        }
+        if !(canary.max_relative_error_rate >= 1.0 && canary.max_relative_error_rate.is_finite()) {
+            return Err(invalid(
+                at("canary.maxRelativeErrorRate"),
+                "must be a number of at least 1",
+            ));
+        }
         Ok(Tier {
             name: name.to_owned(),
             enforcement: spec.enforcement.unwrap_or(Enforcement::Enforce),
@@ -225,6 +237,15 @@ impl Tier {
     }
 }
 
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: the Prometheus data model's label names.
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +292,51 @@ bands:
         assert_eq!(t.most_cautious_band().name, "critical");
         let windows: Vec<_> = t.burn_windows().iter().map(|d| d.seconds()).collect();
         assert_eq!(windows, [300, 1_800, 3_600, 7_200, 21_600, 86_400, 259_200]);
+    }
+
+    #[test]
+    fn canary_analysis_fields_default_to_track_100_events_and_twice_stable() {
+        let t = tier(&format!("{BANDS}canary: {{abortBurnRate: 10}}")).unwrap();
+        assert_eq!(t.canary.abort_burn_rate, 10.0);
+        assert_eq!(t.canary.track_label, "track");
+        assert_eq!(t.canary.min_canary_events, 100);
+        assert_eq!(t.canary.max_relative_error_rate, 2.0);
+        let set = tier(&format!(
+            "{BANDS}canary: {{trackLabel: rollout_track, minCanaryEvents: 500, maxRelativeErrorRate: 1}}"
+        ))
+        .unwrap();
+        assert_eq!(set.canary.track_label, "rollout_track");
+        assert_eq!(set.canary.min_canary_events, 500);
+        assert_eq!(set.canary.max_relative_error_rate, 1.0);
+    }
+
+    #[test]
+    fn track_label_must_be_a_prometheus_label_name_not_reserved() {
+        for ok in ["track", "_track", "Track_2", "t"] {
+            let t = tier(&format!("{BANDS}canary: {{trackLabel: {ok}}}"));
+            assert!(t.is_ok(), "{ok}: {t:?}");
+        }
+        for bad in ["''", "2track", "track-id", "app.track", "__track", "__"] {
+            let e = tier(&format!("{BANDS}canary: {{trackLabel: {bad}}}")).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "spec.tiers.production.canary.trackLabel: must be a Prometheus label name \
+                 ([a-zA-Z_][a-zA-Z0-9_]*) not starting with __",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_relative_error_rate_must_be_finite_and_at_least_one() {
+        for bad in ["0.99", "0", "-2", ".inf", ".nan"] {
+            let e = tier(&format!("{BANDS}canary: {{maxRelativeErrorRate: {bad}}}")).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "spec.tiers.production.canary.maxRelativeErrorRate: must be a number of at least 1",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -297,6 +297,16 @@ pub struct CanarySpec {
     pub consecutive_failures: u32,
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: Duration,
+    /// Series label that carries the pod's `budgetgate.dev/track` (canary or stable).
+    #[serde(default = "default_track_label")]
+    pub track_label: String,
+    /// Canary events a check needs before it judges the canary; fewer holds the stage.
+    #[serde(default = "default_min_canary_events")]
+    pub min_canary_events: u64,
+    /// A canary error ratio more than this many times the stable one (and significant)
+    /// fails a check.
+    #[serde(default = "default_max_relative_error_rate")]
+    pub max_relative_error_rate: f64,
 }
 
 fn default_analysis_window() -> Duration {
@@ -311,6 +321,15 @@ fn default_consecutive_failures() -> u32 {
 fn default_progress_deadline() -> Duration {
     Duration::from_seconds(600)
 }
+fn default_track_label() -> String {
+    "track".into()
+}
+fn default_min_canary_events() -> u64 {
+    100
+}
+fn default_max_relative_error_rate() -> f64 {
+    2.0
+}
 
 impl Default for CanarySpec {
     fn default() -> Self {
@@ -319,6 +338,9 @@ impl Default for CanarySpec {
             abort_burn_rate: default_abort_burn_rate(),
             consecutive_failures: default_consecutive_failures(),
             progress_deadline: default_progress_deadline(),
+            track_label: default_track_label(),
+            min_canary_events: default_min_canary_events(),
+            max_relative_error_rate: default_max_relative_error_rate(),
         }
     }
 }

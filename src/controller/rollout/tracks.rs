@@ -87,7 +87,7 @@ impl TrackReader {
             .iter()
             .map(|(k, _, e)| (k.clone(), e.clone()))
             .collect();
-        let query = shim::track_query(&members, "track", &range);
+        let query = shim::track_query(&members, &tier.canary.track_label, &range);
         let answer = if query.promql.is_empty() {
             Ok(BTreeMap::new())
         } else {
