@@ -189,7 +189,7 @@ scenario_canary_holds_while_metrics_are_unavailable_and_resumes() {
   snapshot set e2e-cy-hold avail 99.9 0.4
   [[ $before == [01]/[13]/Progressing ]] || fail "held at [$before], want stage 0 or 1 Progressing" || return 1
   expect_eq "still held" "$after" "$before" &&
-    expect_has "condition" "$(k -n e2e-cy-hold get release "$release" -o jsonpath='{.status.conditions[0].message}')" "no burn rate over 5m" || return 1
+    expect_has "condition" "$(k -n e2e-cy-hold get release "$release" -o jsonpath='{.status.conditions[?(@.type=="MetricsUnavailable")].message}')" "no burn rate over 5m" || return 1
   seq=$(follow e2e-cy-hold "Promoted RolledBack" 90) || fail "did not resume: $seq" || return 1
   expect_eq "after the outage" "${seq##*=> }" Promoted &&
     expect_eq "condition cleared" "$(k -n e2e-cy-hold get release "$release" -o jsonpath='{.status.conditions[?(@.type=="MetricsUnavailable")].status}')" False &&
