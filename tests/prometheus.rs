@@ -1,14 +1,21 @@
-//! `budgetgate status --prometheus` and `budgetgate rules` against a real Prometheus.
+//! `budgetgate status --prometheus`, `budgetgate rules` and the canary check's reads against
+//! a real Prometheus.
 //!
 //! One Prometheus serves this whole test binary: 36 days of counters generated here (diurnal
 //! traffic, known error bursts, a histogram whose bucket is written `le="0.30"`, a service
-//! that stops reporting, one that goes idle, one that never existed, 300 fleet SLOs), turned
-//! into TSDB blocks by promtool, plus the recording rules of `budgetgate rules` backfilled by
-//! promtool. Every test compares what the real binary prints with the generated counts.
+//! that stops reporting, one that goes idle, one that never existed, 300 fleet SLOs, services
+//! with a canary track beside their stable series), turned into TSDB blocks by promtool,
+//! plus the recording rules of `budgetgate rules` backfilled by promtool. Every test compares
+//! what the real binary prints, or the library reads, with the generated counts.
 
 mod support;
 
+use budgetgate::api::{Duration, Indicator, Timestamp};
+use budgetgate::index::ObjectKey;
+use budgetgate::prom::query::{Events, TrackCounts, track_query};
+use budgetgate::prom::{PromConfig, PromError, read_tracks};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -313,6 +320,168 @@ fn history(resolution: &Resolution) -> History {
     h
 }
 
+/// The generated truth of one SLO's canary and stable tracks.
+struct TrackTruth {
+    namespace: &'static str,
+    name: &'static str,
+    /// The SLO's indicator, as YAML.
+    indicator: String,
+    canary_bad: Sum,
+    canary_total: Sum,
+    stable_bad: Sum,
+    stable_total: Sum,
+}
+
+impl TrackTruth {
+    fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.namespace, self.name)
+    }
+}
+
+/// Canary series beside stable ones, labelled `track="canary"` (the stable pods' series
+/// have no track label): a ratio SLO, a latency SLO and a raw SLO with `{{track}}`, in
+/// different namespaces. The canary started two hours ago and is worse than stable. Plus
+/// checkout, which has no canary: its stable track is the whole service.
+fn canary_history(h: &mut History, resolution: &Resolution) -> Vec<TrackTruth> {
+    let start = resolution.start();
+    let since_rollout = |per_minute: f64| {
+        move |t: i64| {
+            if t > NOW - 2 * HOUR {
+                diurnal(per_minute, t).round() as u64
+            } else {
+                0
+            }
+        }
+    };
+    let canary = |h: &mut History, series: &[usize]| {
+        for &i in series {
+            h.series[i].labels.push(("track".into(), "canary".into()));
+        }
+    };
+    let mut truths = Vec::new();
+
+    // payments (ratio): 0.1% errors on stable, 2% on the canary.
+    let (ok, err) = ratio_service(
+        h,
+        "shop",
+        "payments",
+        |t| diurnal(600.0, t).round() as u64,
+        |_| 0.001,
+        resolution,
+    );
+    let (canary_ok, canary_err) = ratio_service(
+        h,
+        "shop",
+        "payments",
+        since_rollout(60.0),
+        |_| 0.02,
+        resolution,
+    );
+    canary(h, &[canary_ok, canary_err]);
+    truths.push(TrackTruth {
+        namespace: "shop",
+        name: "payments-availability",
+        indicator: r#"ratio:
+  errors: 'http_requests_total{namespace="shop",service="payments",code=~"5.."}'
+  total: 'http_requests_total{namespace="shop",service="payments"}'"#
+            .into(),
+        canary_bad: Sum(vec![(canary_err, 1)]),
+        canary_total: Sum(vec![(canary_ok, 1), (canary_err, 1)]),
+        stable_bad: Sum(vec![(err, 1)]),
+        stable_total: Sum(vec![(ok, 1), (err, 1)]),
+    });
+
+    // suggest (latency): 0.5% slower than 0.3s on stable, 4% on the canary.
+    let buckets = |h: &mut History, requests: Vec<u64>, fast: f64| {
+        let bucket = |le: &str, values: Vec<u64>| Series {
+            family: "http_request_duration_seconds".into(),
+            histogram: true,
+            name: "http_request_duration_seconds_bucket".into(),
+            labels: vec![
+                ("namespace".into(), "search".into()),
+                ("service".into(), "suggest".into()),
+                ("le".into(), le.into()),
+            ],
+            values,
+            stops_at: None,
+            start,
+        };
+        let good = h.add(bucket("0.3", share(&requests, start, |_| fast)));
+        let all = h.add(bucket("+Inf", requests));
+        (good, all)
+    };
+    let (good, all) = buckets(
+        h,
+        counter(start, NOW, |t| diurnal(400.0, t).round() as u64),
+        0.995,
+    );
+    let (canary_good, canary_all) = buckets(h, counter(start, NOW, since_rollout(40.0)), 0.96);
+    canary(h, &[canary_good, canary_all]);
+    truths.push(TrackTruth {
+        namespace: "search",
+        name: "suggest-latency",
+        indicator: r#"latency: {histogram: 'http_request_duration_seconds_bucket{namespace="search",service="suggest"}', threshold: "0.3"}"#.into(),
+        canary_bad: Sum(vec![(canary_all, 1), (canary_good, -1)]),
+        canary_total: Sum(vec![(canary_all, 1)]),
+        stable_bad: Sum(vec![(all, 1), (good, -1)]),
+        stable_total: Sum(vec![(all, 1)]),
+    });
+
+    // postings (raw PromQL with {{track}}): 0.2% failures on stable, 1% on the canary.
+    let plain = |h: &mut History, family: &str, values: Vec<u64>| {
+        h.add(Series {
+            family: family.into(),
+            histogram: false,
+            name: format!("{family}_total"),
+            labels: vec![("namespace".into(), "ledger".into())],
+            values,
+            stops_at: None,
+            start,
+        })
+    };
+    let postings = counter(start, NOW, |t| diurnal(300.0, t).round() as u64);
+    let failures = share(&postings, start, |_| 0.002);
+    let (total, failed) = (
+        plain(h, "ledger_postings", postings),
+        plain(h, "ledger_posting_failures", failures),
+    );
+    let postings = counter(start, NOW, since_rollout(30.0));
+    let failures = share(&postings, start, |_| 0.01);
+    let (canary_total, canary_failed) = (
+        plain(h, "ledger_postings", postings),
+        plain(h, "ledger_posting_failures", failures),
+    );
+    canary(h, &[canary_total, canary_failed]);
+    truths.push(TrackTruth {
+        namespace: "ledger",
+        name: "posting-availability",
+        indicator: r#"raw:
+  errorQuery: 'sum(increase(ledger_posting_failures_total{namespace="ledger",{{track}}}[{{window}}]))'
+  totalQuery: 'sum(increase(ledger_postings_total{namespace="ledger",{{track}}}[{{window}}]))'"#
+            .into(),
+        canary_bad: Sum(vec![(canary_failed, 1)]),
+        canary_total: Sum(vec![(canary_total, 1)]),
+        stable_bad: Sum(vec![(failed, 1)]),
+        stable_total: Sum(vec![(total, 1)]),
+    });
+
+    // checkout: no canary series at all.
+    let checkout = h.slo("shop", "checkout-availability");
+    truths.push(TrackTruth {
+        namespace: "shop",
+        name: "checkout-availability",
+        indicator: r#"ratio:
+  errors: 'http_requests_total{namespace="shop",service="checkout",code=~"5.."}'
+  total: 'http_requests_total{namespace="shop",service="checkout"}'"#
+            .into(),
+        canary_bad: Sum::default(),
+        canary_total: Sum::default(),
+        stable_bad: checkout.bad.clone(),
+        stable_total: checkout.total.clone(),
+    });
+    truths
+}
+
 fn period_of(slo: &SloTruth) -> i64 {
     match slo.namespace.as_str() {
         "ads-staging" => 7 * DAY,
@@ -325,6 +494,7 @@ struct Server {
     url: String,
     root: PathBuf,
     history: History,
+    tracks: Vec<TrackTruth>,
 }
 
 impl Server {
@@ -359,7 +529,8 @@ fn server() -> &'static Server {
         let root = temp_dir("prom-tests");
         let data = root.join("data");
         let resolution = Resolution::tests();
-        let history = history(&resolution);
+        let mut history = history(&resolution);
+        let tracks = canary_history(&mut history, &resolution);
         let openmetrics = root.join("history.om");
         history.write_openmetrics(&openmetrics, &resolution);
         create_blocks(&openmetrics, &data);
@@ -409,7 +580,12 @@ spec:
         }
         move_blocks(&rule_blocks, &data);
         let url = Prometheus::start_for_process(&data, &root);
-        Server { url, root, history }
+        Server {
+            url,
+            root,
+            history,
+            tracks,
+        }
     })
 }
 
@@ -974,4 +1150,176 @@ fn status_takes_exactly_one_source_of_counts() {
         "{}",
         stderr(&neither)
     );
+}
+
+/// The canary check window of the tests: whole minutes before NOW, so increase() is exact.
+const CHECK: i64 = 10 * MINUTE;
+
+fn check_window() -> Duration {
+    Duration::from_seconds(CHECK as u64)
+}
+
+fn now() -> Timestamp {
+    NOW_RFC3339.parse().expect("NOW is a timestamp")
+}
+
+fn events(indicator: &str) -> Result<Events, String> {
+    let indicator: Indicator = serde_yaml_ng::from_str(indicator).expect("an indicator");
+    Events::from_indicator(&indicator)
+}
+
+/// The SLOs of the canary series, plus a raw SLO without `{{track}}` (the scenario's query).
+fn canary_slos(server: &Server) -> Vec<(ObjectKey, Result<Events, String>)> {
+    let mut slos: Vec<_> = server
+        .tracks
+        .iter()
+        .map(|t| (t.key(), events(&t.indicator)))
+        .collect();
+    slos.push((
+        ObjectKey::new("search", "query-availability"),
+        events(
+            r#"raw:
+  errorQuery: 'sum(increase(search_errors_total{namespace="search"}[{{window}}]))'
+  totalQuery: 'sum(increase(search_requests_total{namespace="search"}[{{window}}]))'"#,
+        ),
+    ));
+    slos
+}
+
+/// The generated counts of an SLO's tracks over the check window (a track without series: 0).
+fn track_counts(truth: &TrackTruth) -> TrackCounts {
+    let h = &server().history;
+    let count = |sum: &Sum| {
+        if sum.0.is_empty() {
+            0.0
+        } else {
+            h.sum(sum, NOW - CHECK, NOW).expect("generated data")
+        }
+    };
+    TrackCounts {
+        canary_bad: count(&truth.canary_bad),
+        canary_total: count(&truth.canary_total),
+        stable_bad: count(&truth.stable_bad),
+        stable_total: count(&truth.stable_total),
+    }
+}
+
+#[tokio::test]
+async fn a_canary_check_reads_both_tracks_of_every_slo_in_one_request() {
+    let server = server();
+    let query = track_query(&canary_slos(server), "track", &check_window());
+    assert_eq!(
+        query.whole_service,
+        [ObjectKey::new("search", "query-availability")]
+    );
+    assert!(query.invalid.is_empty(), "{:?}", query.invalid);
+    assert_eq!(query.members.len(), server.tracks.len());
+
+    let reading = read_tracks(&PromConfig::new(&server.url), &query, now())
+        .await
+        .expect("Prometheus answers");
+    assert_eq!(reading.requests, 1);
+    let want: BTreeMap<_, _> = server
+        .tracks
+        .iter()
+        .map(|t| (t.key(), Ok(track_counts(t))))
+        .collect();
+    assert_eq!(reading.counts, want);
+
+    // The data tells the tracks apart: each canary has traffic and is worse than stable…
+    for truth in &server.tracks[..3] {
+        let c = track_counts(truth);
+        assert!(
+            c.canary_bad > 0.0 && c.canary_total > 0.0,
+            "{}: {c:?}",
+            truth.name
+        );
+        assert!(
+            c.canary_bad / c.canary_total > 2.0 * c.stable_bad / c.stable_total,
+            "{}: {c:?}",
+            truth.name
+        );
+    }
+    // …and checkout, with no canary series, is all stable: its whole-service counts.
+    let checkout = &reading.counts[&ObjectKey::new("shop", "checkout-availability")];
+    let whole = counts("shop", "checkout-availability", CHECK);
+    assert_eq!(
+        checkout,
+        &Ok(TrackCounts {
+            stable_bad: whole.0,
+            stable_total: whole.1,
+            ..TrackCounts::default()
+        })
+    );
+}
+
+#[tokio::test]
+async fn one_slo_with_bad_promql_leaves_the_other_canary_counts_read() {
+    let server = server();
+    let mut slos = canary_slos(server);
+    let typo = ObjectKey::new("shop", "typo-availability");
+    slos.push((
+        typo.clone(),
+        events(
+            r#"ratio:
+  errors: 'http_requests_total{namespace="shop",service="payments",code=~"5.("}'
+  total: 'http_requests_total{namespace="shop",service="payments"}'"#,
+        ),
+    ));
+    let query = track_query(&slos, "track", &check_window());
+    assert_eq!(query.members.len(), 5);
+    let reading = read_tracks(&PromConfig::new(&server.url), &query, now())
+        .await
+        .expect("Prometheus answers");
+    // Rejected whole, then cut in halves down to the typo: 5 → (2 ok, 3) → (1 ok, 2) → (1 ok,
+    // 1 rejected): 1 + 2 + 2 + 2 requests.
+    assert_eq!(reading.requests, 7);
+    let why = reading.counts[&typo]
+        .clone()
+        .expect_err("the typo is rejected");
+    assert!(
+        why.starts_with("Prometheus rejected its query: ") && why.contains("5.("),
+        "{why}"
+    );
+    for truth in &server.tracks {
+        assert_eq!(
+            reading.counts[&truth.key()],
+            Ok(track_counts(truth)),
+            "{}",
+            truth.name
+        );
+    }
+    assert_eq!(reading.counts.len(), server.tracks.len() + 1);
+}
+
+#[tokio::test]
+async fn a_canary_check_without_prometheus_is_unavailable_not_bad() {
+    let port = free_port();
+    let config = PromConfig {
+        retries: 1,
+        backoff: std::time::Duration::from_millis(10),
+        ..PromConfig::new(format!("http://127.0.0.1:{port}"))
+    };
+    let query = track_query(
+        &[(
+            ObjectKey::new("shop", "payments-availability"),
+            events("ratio: {errors: 'e{code=\"500\"}', total: e}"),
+        )],
+        "track",
+        &check_window(),
+    );
+    match read_tracks(&config, &query, now()).await {
+        Err(PromError::Unavailable {
+            url,
+            query,
+            attempts,
+            reason,
+        }) => {
+            assert_eq!(url, format!("http://127.0.0.1:{port}"));
+            assert_eq!(query, "canary check (1 SLOs)");
+            assert_eq!(attempts, 2);
+            assert!(reason.contains("Connection refused"), "{reason}");
+        }
+        other => panic!("want Unavailable, got {other:?}"),
+    }
 }

@@ -6,9 +6,12 @@
 //! caller keeps the last budgets and lets them go stale); nothing here invents a count.
 //! A query Prometheus rejects (`bad_data`, `execution`: one SLO's PromQL is wrong) is cut in
 //! halves until the SLO is found; only that SLO is left without data.
+//!
+//! A canary check ([`read_tracks`]) sends its one query the same way: same retries, same
+//! bisection of a rejected query.
 
 use super::parse::{self, Readings};
-use super::query::{self, Batch, Source};
+use super::query::{self, Batch, Source, TrackCounts, TrackQuery};
 use crate::api::Timestamp;
 use crate::index::{Index, ObjectKey, SloSignals};
 use prometheus_http_query::error::PrometheusErrorType;
@@ -100,6 +103,17 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
+/// What one canary check read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackReading {
+    /// Every SLO of the query's `members`: its counts, or why it has none (Prometheus
+    /// rejected its PromQL, or its answer is not a count).
+    pub counts: BTreeMap<ObjectKey, Result<TrackCounts, String>>,
+    /// HTTP requests sent: 1, plus retries, plus 2 per halving of a rejected query; 0 when
+    /// the query has no members. What "Prometheus queries per check" reports.
+    pub requests: usize,
+}
+
 enum Failure {
     /// The query is wrong: retrying cannot help.
     Rejected(String),
@@ -140,7 +154,16 @@ pub async fn evaluate(
             let Some(batch) = queue.pop_front() else {
                 break;
             };
-            in_flight.spawn(send(client.clone(), batch, time, Arc::clone(&config)));
+            let (client, config) = (client.clone(), Arc::clone(&config));
+            in_flight.spawn(async move {
+                let (attempts, result) =
+                    send(&client, &batch.promql, &batch.describe(), time, &config).await;
+                Outcome {
+                    batch,
+                    attempts,
+                    result,
+                }
+            });
         }
         let Some(joined) = in_flight.join_next().await else {
             break;
@@ -283,45 +306,99 @@ pub async fn range(
     }
 }
 
-/// One batch, retried with backoff while Prometheus does not answer.
-async fn send(client: Client, batch: Batch, time: i64, config: Arc<PromConfig>) -> Outcome {
+/// Reads a canary check's counts at `at` (DESIGN §7.4): one request, retried like the
+/// budget batches; a rejected query is cut in halves until the SLO whose PromQL Prometheus
+/// rejects is found, and only that SLO's entry is an `Err`. A Prometheus that does not
+/// answer is [`PromError::Unavailable`]: the canary holds, nothing is judged bad.
+pub async fn read_tracks(
+    config: &PromConfig,
+    query: &TrackQuery,
+    at: Timestamp,
+) -> Result<TrackReading, PromError> {
+    let mut reading = TrackReading {
+        counts: BTreeMap::new(),
+        requests: 0,
+    };
+    if query.members.is_empty() {
+        return Ok(reading);
+    }
+    let client = client(config)?;
+    let mut queue = VecDeque::from([query.clone()]);
+    while let Some(part) = queue.pop_front() {
+        let (attempts, result) = send(
+            &client,
+            &part.promql,
+            &part.describe(),
+            at.as_second(),
+            config,
+        )
+        .await;
+        reading.requests += attempts;
+        match result {
+            Ok(data) => {
+                let counts = parse::split_tracks(&part, &data).map_err(|e| PromError::Answer {
+                    url: config.url.clone(),
+                    query: part.describe(),
+                    reason: e.to_string(),
+                })?;
+                reading.counts.extend(counts);
+            }
+            Err(Failure::Rejected(reason)) => match part.halves() {
+                Some((first, second)) => {
+                    tracing::debug!(query = %part.describe(), %reason, "rejected; bisecting");
+                    queue.push_back(first);
+                    queue.push_back(second);
+                }
+                None => {
+                    for (key, _) in &part.members {
+                        let why = format!("Prometheus rejected its query: {reason}");
+                        reading.counts.insert(key.clone(), Err(why));
+                    }
+                }
+            },
+            Err(Failure::Unavailable(reason)) => {
+                return Err(PromError::Unavailable {
+                    url: config.url.clone(),
+                    query: part.describe(),
+                    attempts,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(reading)
+}
+
+/// One query (`what` names it in logs), retried with backoff while Prometheus does not
+/// answer: the attempts made and the answer.
+async fn send(
+    client: &Client,
+    promql: &str,
+    what: &str,
+    time: i64,
+    config: &PromConfig,
+) -> (usize, Result<Data, Failure>) {
     let mut attempts = 0;
     let mut pause = config.backoff;
     loop {
         attempts += 1;
         let answer = client
-            .query(&batch.promql)
+            .query(promql)
             .at(time)
             .timeout(i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX))
             .post()
             .await;
         let reason = match answer {
-            Ok(result) => {
-                return Outcome {
-                    batch,
-                    attempts,
-                    result: Ok(result.into_inner().0),
-                };
-            }
+            Ok(result) => return (attempts, Ok(result.into_inner().0)),
             Err(e) => match classify(&e, config.timeout) {
-                Failure::Rejected(reason) => {
-                    return Outcome {
-                        batch,
-                        attempts,
-                        result: Err(Failure::Rejected(reason)),
-                    };
-                }
+                Failure::Rejected(reason) => return (attempts, Err(Failure::Rejected(reason))),
                 Failure::Unavailable(reason) => reason,
             },
         };
         if attempts > config.retries as usize {
-            return Outcome {
-                batch,
-                attempts,
-                result: Err(Failure::Unavailable(reason)),
-            };
+            return (attempts, Err(Failure::Unavailable(reason)));
         }
-        tracing::warn!(query = %batch.describe(), attempt = attempts, %reason, "Prometheus query failed; retrying");
+        tracing::warn!(query = %what, attempt = attempts, %reason, "Prometheus query failed; retrying");
         tokio::time::sleep(pause).await;
         pause = pause.saturating_mul(2);
     }

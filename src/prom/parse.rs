@@ -4,13 +4,23 @@
 //! A count Prometheus did not return is missing (`None`: the SLO or window is Unknown),
 //! never zero: an outage of the metrics is not an absence of errors. Zero traffic is a
 //! count of 0 and is known.
+//!
+//! A canary check's answer is different: the query ran, so a track without series has had
+//! no traffic yet and reads 0 ([`split_tracks`]).
 
-use super::query::{Batch, Count, Plan, SLO_LABEL, Source};
+use super::query::{
+    Batch, Count, Plan, SERIES_LABEL, SLO_LABEL, Source, TRACK_SERIES, Track, TrackCounts,
+    TrackQuery, series_name,
+};
 use super::rules;
 use crate::budget::{Counts, Signals, budget_ratio};
 use crate::index::{ObjectKey, SloSignals};
-use prometheus_http_query::response::Data;
-use std::collections::BTreeMap;
+use prometheus_http_query::response::{Data, InstantVector};
+use std::collections::{BTreeMap, HashMap};
+
+/// How far below zero a count may come out and still read as 0: a latency `+Inf − le`
+/// difference summed over several series can land a rounding error below zero.
+const ROUNDING: f64 = 0.5;
 
 /// Values read per (range in seconds, count), per SLO.
 pub type Readings = BTreeMap<(u64, Count), BTreeMap<ObjectKey, f64>>;
@@ -32,20 +42,13 @@ pub fn split(
     batch: &Batch,
     data: &Data,
 ) -> Result<(BTreeMap<ObjectKey, f64>, Vec<String>), ParseError> {
-    let vector = match data {
-        Data::Vector(v) => v,
-        Data::Matrix(_) => return Err(ParseError::NotAVector("range vector")),
-        Data::Scalar(_) => return Err(ParseError::NotAVector("scalar")),
-    };
+    let vector = instant_vector(data)?;
     let mut values = BTreeMap::new();
     let mut notes = Vec::new();
     for series in vector {
         let labels = series.metric();
         let key = match batch.source {
-            Source::Direct => labels
-                .get(SLO_LABEL)
-                .and_then(|v| v.split_once('/'))
-                .map(|(ns, name)| ObjectKey::new(ns, name)),
+            Source::Direct => tagged_slo(labels),
             Source::Recorded => labels
                 .get(rules::NAMESPACE_LABEL)
                 .zip(labels.get(rules::SLO_LABEL))
@@ -68,6 +71,81 @@ pub fn split(
         }
     }
     Ok((values, notes))
+}
+
+/// The samples of an instant-vector answer.
+fn instant_vector(data: &Data) -> Result<&[InstantVector], ParseError> {
+    match data {
+        Data::Vector(v) => Ok(v),
+        Data::Matrix(_) => Err(ParseError::NotAVector("range vector")),
+        Data::Scalar(_) => Err(ParseError::NotAVector("scalar")),
+    }
+}
+
+/// The SLO a sample of a union is tagged with ([`SLO_LABEL`] = `namespace/name`).
+fn tagged_slo(labels: &HashMap<String, String>) -> Option<ObjectKey> {
+    labels
+        .get(SLO_LABEL)
+        .and_then(|v| v.split_once('/'))
+        .map(|(ns, name)| ObjectKey::new(ns, name))
+}
+
+/// A canary check's answer, split by SLO and by [`SERIES_LABEL`]. Every member of the query
+/// gets an entry: a track without series reads 0. A sample that is not a count (`NaN`,
+/// `±Inf`, below zero by more than a rounding error) or a second sample of the same count
+/// makes that SLO's entry an `Err` saying so; the other SLOs are unaffected. Samples of SLOs
+/// the query did not ask for are ignored.
+pub fn split_tracks(
+    query: &TrackQuery,
+    data: &Data,
+) -> Result<BTreeMap<ObjectKey, Result<TrackCounts, String>>, ParseError> {
+    type Read = Result<BTreeMap<(Count, Track), f64>, String>;
+    let mut read: BTreeMap<ObjectKey, Read> = query
+        .members
+        .iter()
+        .map(|(key, _)| (key.clone(), Ok(BTreeMap::new())))
+        .collect();
+    for series in instant_vector(data)? {
+        let labels = series.metric();
+        // Samples of SLOs not asked for are ignored; an unusable SLO stays so.
+        let Some(entry) = tagged_slo(labels).and_then(|key| read.get_mut(&key)) else {
+            continue;
+        };
+        let Ok(values) = &mut *entry else {
+            continue;
+        };
+        let name = labels.get(SERIES_LABEL).map_or("", String::as_str);
+        let value = series.sample().value();
+        let problem = match TRACK_SERIES
+            .into_iter()
+            .find(|&(count, track)| series_name(count, track) == name)
+        {
+            None => Some(format!(
+                "a sample with {SERIES_LABEL}={name:?}, not asked for"
+            )),
+            Some(_) if !value.is_finite() || value < -ROUNDING => {
+                Some(format!("{name} is {value}, not a count"))
+            }
+            Some(count) if values.insert(count, value.max(0.0)).is_some() => {
+                Some(format!("two series for {name}"))
+            }
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            *entry = Err(problem);
+        }
+    }
+    Ok(read
+        .into_iter()
+        .map(|(key, values)| {
+            let counts = values.map(|values| {
+                TrackCounts::from_fn(|count, track| {
+                    values.get(&(count, track)).copied().unwrap_or(0.0)
+                })
+            });
+            (key, counts)
+        })
+        .collect())
 }
 
 /// Signals for every SLO of the plan from what was read. A window is known only when both
@@ -132,7 +210,7 @@ pub fn signals(plan: &Plan, readings: &Readings) -> (Vec<SloSignals>, Vec<String
 mod tests {
     use super::*;
     use crate::api::Duration;
-    use crate::prom::query::{Events, SloQuery};
+    use crate::prom::query::{Events, SloQuery, TrackCounts, TrackQuery};
     use prometheus_http_query::response::PromqlResult;
 
     fn data(json: &str) -> Data {
@@ -285,5 +363,134 @@ mod tests {
         let (slos, notes) = signals(&plan, &Readings::new());
         assert_eq!(slos[0].signals.period, None);
         assert_eq!(notes, ["shop/broken: not queried: ratio.errors: nonsense"]);
+    }
+
+    fn track_query(names: &[&str]) -> TrackQuery {
+        TrackQuery {
+            promql: String::new(),
+            members: names.iter().map(|n| (key(n), String::new())).collect(),
+            whole_service: Vec::new(),
+            invalid: Vec::new(),
+        }
+    }
+
+    fn sample(slo: &str, series: &str, value: &str) -> String {
+        format!(
+            r#"{{"metric":{{"budgetgate_slo":"shop/{slo}","budgetgate_series":"{series}"}},"value":[1795950000,"{value}"]}}"#
+        )
+    }
+
+    fn vector(samples: &[String]) -> Data {
+        data(&format!(
+            r#"{{"resultType":"vector","result":[{}]}}"#,
+            samples.join(",")
+        ))
+    }
+
+    #[test]
+    fn a_canary_check_answer_is_split_by_slo_and_series() {
+        let answer = vector(&[
+            sample("checkout", "bad_canary", "3"),
+            sample("checkout", "total_canary", "120"),
+            sample("checkout", "bad_stable", "4"),
+            sample("checkout", "total_stable", "2400"),
+            sample("cart", "total_stable", "900"),
+            sample("cart", "bad_stable", "-1e-12"),
+        ]);
+        let counts = split_tracks(&track_query(&["checkout", "cart", "idle"]), &answer).unwrap();
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                (
+                    key("checkout"),
+                    Ok(TrackCounts {
+                        canary_bad: 3.0,
+                        canary_total: 120.0,
+                        stable_bad: 4.0,
+                        stable_total: 2400.0,
+                    })
+                ),
+                // No canary series yet: no canary traffic, 0; a rounding error below zero is 0.
+                (
+                    key("cart"),
+                    Ok(TrackCounts {
+                        stable_total: 900.0,
+                        ..TrackCounts::default()
+                    })
+                ),
+                // Nothing at all: the query ran, so zeros, not missing.
+                (key("idle"), Ok(TrackCounts::default())),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_sample_that_is_not_a_count_makes_only_its_slo_unusable() {
+        let answer = vector(&[
+            sample("nan", "bad_canary", "NaN"),
+            sample("nan", "total_canary", "10"),
+            sample("inf", "total_stable", "+Inf"),
+            sample("negative", "bad_stable", "-3"),
+            sample("twice", "total_canary", "5"),
+            sample("twice", "total_canary", "6"),
+            sample("unnamed", "bad", "1"),
+            sample("fine", "total_canary", "7"),
+        ]);
+        let names = ["nan", "inf", "negative", "twice", "unnamed", "fine"];
+        let counts = split_tracks(&track_query(&names), &answer).unwrap();
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                (key("nan"), Err("bad_canary is NaN, not a count".to_owned())),
+                (
+                    key("inf"),
+                    Err("total_stable is inf, not a count".to_owned())
+                ),
+                (
+                    key("negative"),
+                    Err("bad_stable is -3, not a count".to_owned())
+                ),
+                (key("twice"), Err("two series for total_canary".to_owned())),
+                (
+                    key("unnamed"),
+                    Err(r#"a sample with budgetgate_series="bad", not asked for"#.to_owned())
+                ),
+                (
+                    key("fine"),
+                    Ok(TrackCounts {
+                        canary_total: 7.0,
+                        ..TrackCounts::default()
+                    })
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn samples_of_slos_not_asked_for_are_ignored() {
+        let answer = data(
+            r#"{"resultType":"vector","result":[
+                {"metric":{"budgetgate_slo":"other/stranger","budgetgate_series":"bad_canary"},"value":[1,"NaN"]},
+                {"metric":{"budgetgate_slo":"no-slash","budgetgate_series":"bad_canary"},"value":[1,"1"]},
+                {"metric":{"budgetgate_series":"bad_canary"},"value":[1,"1"]},
+                {"metric":{"budgetgate_slo":"shop/checkout","budgetgate_series":"total_stable"},"value":[1,"8"]}
+            ]}"#,
+        );
+        let counts = split_tracks(&track_query(&["checkout"]), &answer).unwrap();
+        assert_eq!(
+            counts,
+            BTreeMap::from([(
+                key("checkout"),
+                Ok(TrackCounts {
+                    stable_total: 8.0,
+                    ..TrackCounts::default()
+                })
+            )])
+        );
+        let scalar = data(r#"{"resultType":"scalar","result":[1,"1"]}"#);
+        assert_eq!(
+            split_tracks(&track_query(&["checkout"]), &scalar).unwrap_err(),
+            ParseError::NotAVector("scalar")
+        );
     }
 }

@@ -15,6 +15,18 @@
 //! recording rules of [`super::rules`] each (window, count) is a single query for every SLO:
 //! `requests = distinct windows × 2` (a calendar period still reads the raw series, because
 //! the elapsed part of a month is not a fixed range a rule can record).
+//!
+//! A canary check (DESIGN §7.4) reads, for every SLO selecting the Deployment, bad and total
+//! events of the canary track and of the stable track over the check window: four counts
+//! per SLO, each tagged with [`SLO_LABEL`] and [`SERIES_LABEL`], all in one union
+//! ([`track_query`]), so
+//!
+//! ```text
+//! requests per check = 1
+//! ```
+//!
+//! whatever the number of SLOs. Only when Prometheus rejects the union (one SLO's PromQL is
+//! wrong) is it cut in halves to find that SLO: 2 more requests per halving.
 
 use super::rules::{self, Metric};
 use crate::api::{Duration, Indicator, Timestamp, Window};
@@ -24,6 +36,12 @@ use std::collections::BTreeMap;
 
 /// Label that tags each SLO's sample in a batched union: `namespace/name`.
 pub const SLO_LABEL: &str = "budgetgate_slo";
+/// Label that tags each of the four counts of a canary check: see [`series_name`].
+pub const SERIES_LABEL: &str = "budgetgate_series";
+/// Placeholder of a raw query for the range of the count.
+pub const WINDOW_PLACEHOLDER: &str = "{{window}}";
+/// Placeholder of a raw query for the track matcher ([`track_matcher`]).
+pub const TRACK_PLACEHOLDER: &str = "{{track}}";
 
 /// One of the two counts of a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,7 +73,7 @@ pub enum Events {
     Ratio { errors: String, total: String },
     /// Selectors of the `+Inf` bucket and of the threshold's bucket; bad = total − good.
     Latency { total: String, good: String },
-    /// PromQL templates with `{{window}}`.
+    /// PromQL templates with `{{window}}` (and, to be split by track, `{{track}}`).
     Raw { errors: String, total: String },
 }
 
@@ -100,7 +118,42 @@ impl Events {
     /// The PromQL of one count over `range` (Prometheus duration syntax): one sample without
     /// labels, or nothing when the series are missing.
     pub fn expr(&self, count: Count, range: &str) -> String {
-        let increase = |selector: &str| format!("sum(increase({selector}[{range}]))");
+        self.count_expr(count, range, None)
+    }
+
+    /// The PromQL of one count of one track over `range`, or `None` when the indicator
+    /// cannot be split by track: a raw indicator whose two queries do not both contain
+    /// [`TRACK_PLACEHOLDER`]. Ratio and latency selectors get the track's matcher
+    /// ([`with_matcher`]); a raw query gets it in place of `{{track}}`. Latency keeps
+    /// bad = `+Inf` bucket − threshold bucket, within the track.
+    pub fn track_expr(
+        &self,
+        count: Count,
+        track: Track,
+        label: &str,
+        range: &str,
+    ) -> Option<String> {
+        if let Events::Raw { errors, total } = self
+            && !(errors.contains(TRACK_PLACEHOLDER) && total.contains(TRACK_PLACEHOLDER))
+        {
+            return None;
+        }
+        Some(self.count_expr(count, range, Some(&track_matcher(label, track))))
+    }
+
+    /// One count, with `matcher` (if any) added to every selector or put in `{{track}}`.
+    fn count_expr(&self, count: Count, range: &str, matcher: Option<&str>) -> String {
+        let increase = |selector: &str| match matcher {
+            Some(m) => format!("sum(increase({}[{range}]))", with_matcher(selector, m)),
+            None => format!("sum(increase({selector}[{range}]))"),
+        };
+        let raw = |template: &str| {
+            let query = template.replace(WINDOW_PLACEHOLDER, range);
+            match matcher {
+                Some(m) => format!("sum({})", query.replace(TRACK_PLACEHOLDER, m)),
+                None => format!("sum({query})"),
+            }
+        };
         match (self, count) {
             (Events::Ratio { errors, .. }, Count::Bad) => increase(errors),
             (Events::Ratio { total, .. }, Count::Total) => increase(total),
@@ -108,12 +161,8 @@ impl Events {
                 format!("{} - {}", increase(total), increase(good))
             }
             (Events::Latency { total, .. }, Count::Total) => increase(total),
-            (Events::Raw { errors, .. }, Count::Bad) => {
-                format!("sum({})", errors.replace("{{window}}", range))
-            }
-            (Events::Raw { total, .. }, Count::Total) => {
-                format!("sum({})", total.replace("{{window}}", range))
-            }
+            (Events::Raw { errors, .. }, Count::Bad) => raw(errors),
+            (Events::Raw { total, .. }, Count::Total) => raw(total),
         }
     }
 }
@@ -326,8 +375,7 @@ pub struct Batch {
 
 impl Batch {
     fn direct(range_seconds: u64, count: Count, members: Vec<(ObjectKey, String)>) -> Batch {
-        let exprs: Vec<&str> = members.iter().map(|(_, expr)| expr.as_str()).collect();
-        let promql = union(&exprs);
+        let promql = union_of(&members);
         Batch {
             range_seconds,
             count,
@@ -384,13 +432,24 @@ pub fn union(exprs: &[&str]) -> String {
     }
 }
 
+/// The union of the members' tagged expressions.
+fn union_of(members: &[(ObjectKey, String)]) -> String {
+    let exprs: Vec<&str> = members.iter().map(|(_, expr)| expr.as_str()).collect();
+    union(&exprs)
+}
+
 /// `label_replace(<expr>, "budgetgate_slo", "<namespace>/<name>", "", "")`.
 pub fn tagged(key: &ObjectKey, expr: &str) -> String {
+    labelled(expr, SLO_LABEL, &key.to_string())
+}
+
+/// `label_replace(<expr>, "<label>", "<value>", "", "")`: every sample gets the label.
+pub fn labelled(expr: &str, label: &str, value: &str) -> String {
     // `$` would be a capture reference in the replacement.
-    let value = key.to_string().replace('$', "$$");
+    let value = value.replace('$', "$$");
     format!(
         "label_replace({expr}, {}, {}, \"\", \"\")",
-        quote(SLO_LABEL),
+        quote(label),
         quote(&value)
     )
 }
@@ -459,6 +518,165 @@ pub fn batches(plan: &Plan, recorded: bool, batch_size: usize) -> Vec<Batch> {
         }
     }
     out
+}
+
+/// The two tracks a canary check compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Track {
+    /// Pods of the `<name>-canary` Deployment: series labelled `<trackLabel>="canary"`.
+    Canary,
+    /// Every other series of the SLO, including series without the label.
+    Stable,
+}
+
+/// The matcher of a track on label `label`: `track="canary"` or `track!="canary"`. Stable is
+/// "not canary" so that series scraped without the label (pods from before the rollout,
+/// exporters that drop it) count as stable.
+pub fn track_matcher(label: &str, track: Track) -> String {
+    let op = match track {
+        Track::Canary => "=",
+        Track::Stable => "!=",
+    };
+    format!("{label}{op}{}", quote(crate::rollout::CANARY_TRACK))
+}
+
+/// The four counts of a canary check, in the order each SLO's union lists them.
+pub const TRACK_SERIES: [(Count, Track); 4] = [
+    (Count::Bad, Track::Canary),
+    (Count::Total, Track::Canary),
+    (Count::Bad, Track::Stable),
+    (Count::Total, Track::Stable),
+];
+
+/// The value of [`SERIES_LABEL`] for one count of one track: `bad_canary`, `total_stable`….
+pub fn series_name(count: Count, track: Track) -> &'static str {
+    match (count, track) {
+        (Count::Bad, Track::Canary) => "bad_canary",
+        (Count::Total, Track::Canary) => "total_canary",
+        (Count::Bad, Track::Stable) => "bad_stable",
+        (Count::Total, Track::Stable) => "total_stable",
+    }
+}
+
+/// One canary check's request: for every SLO that can be split by track, bad and total of
+/// both tracks, as one union tagged with [`SLO_LABEL`] and [`SERIES_LABEL`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackQuery {
+    /// The union; empty when no SLO can be split by track (then nothing is sent).
+    pub promql: String,
+    /// SLOs the union reads, each with the union of its four tagged counts (what a
+    /// rejected query is cut into, see [`TrackQuery::halves`]).
+    pub members: Vec<(ObjectKey, String)>,
+    /// Raw indicators without `{{track}}`: judged on whole-service burn, not read here.
+    pub whole_service: Vec<ObjectKey>,
+    /// SLOs that cannot be queried, with why: their indicator does not parse
+    /// ([`Events::from_indicator`]), or the track label is not a label name.
+    pub invalid: Vec<(ObjectKey, String)>,
+}
+
+impl TrackQuery {
+    fn of(members: Vec<(ObjectKey, String)>) -> TrackQuery {
+        TrackQuery {
+            promql: union_of(&members),
+            members,
+            whole_service: Vec::new(),
+            invalid: Vec::new(),
+        }
+    }
+
+    /// A short description for logs and errors: `canary check (3 SLOs)`.
+    pub fn describe(&self) -> String {
+        format!("canary check ({} SLOs)", self.members.len())
+    }
+
+    /// The members cut in two, to find the one SLO whose PromQL Prometheus rejects. The
+    /// halves read members only (their `whole_service` and `invalid` are empty).
+    pub fn halves(&self) -> Option<(TrackQuery, TrackQuery)> {
+        if self.members.len() < 2 {
+            return None;
+        }
+        let mut first = self.members.clone();
+        let second = first.split_off(first.len() / 2);
+        Some((TrackQuery::of(first), TrackQuery::of(second)))
+    }
+}
+
+/// The query of one canary check over `range`, for the SLOs selecting the Deployment, the
+/// tracks told apart by the series label `label` (the tier's `canary.trackLabel`).
+pub fn track_query(
+    slos: &[(ObjectKey, Result<Events, String>)],
+    label: &str,
+    range: &Duration,
+) -> TrackQuery {
+    let mut members = Vec::new();
+    let mut whole_service = Vec::new();
+    let mut invalid = Vec::new();
+    // Sent anyway, a bad label name would be rejected and bisected down to every SLO.
+    let bad_label = (!is_label_name(label))
+        .then(|| format!("canary.trackLabel {label:?} is not a Prometheus label name"));
+    for (key, events) in slos {
+        let events = match (events, &bad_label) {
+            (Err(why), _) | (Ok(_), Some(why)) => {
+                invalid.push((key.clone(), why.clone()));
+                continue;
+            }
+            (Ok(events), None) => events,
+        };
+        let terms: Option<Vec<String>> = TRACK_SERIES
+            .iter()
+            .map(|&(count, track)| {
+                let expr = events.track_expr(count, track, label, range.as_str())?;
+                Some(labelled(
+                    &tagged(key, &expr),
+                    SERIES_LABEL,
+                    series_name(count, track),
+                ))
+            })
+            .collect();
+        match terms {
+            Some(terms) => {
+                let terms: Vec<&str> = terms.iter().map(String::as_str).collect();
+                members.push((key.clone(), union(&terms)));
+            }
+            None => whole_service.push(key.clone()),
+        }
+    }
+    TrackQuery {
+        whole_service,
+        invalid,
+        ..TrackQuery::of(members)
+    }
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Counts of one SLO's two tracks over a check window. A track without series reads 0: the
+/// query ran, the canary has had no traffic yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TrackCounts {
+    pub canary_bad: f64,
+    pub canary_total: f64,
+    pub stable_bad: f64,
+    pub stable_total: f64,
+}
+
+impl TrackCounts {
+    /// The counts `count_of` gives for each (count, track).
+    pub fn from_fn(mut count_of: impl FnMut(Count, Track) -> f64) -> TrackCounts {
+        TrackCounts {
+            canary_bad: count_of(Count::Bad, Track::Canary),
+            canary_total: count_of(Count::Total, Track::Canary),
+            stable_bad: count_of(Count::Bad, Track::Stable),
+            stable_total: count_of(Count::Total, Track::Stable),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -717,5 +935,298 @@ tiers:
             Err("latency.threshold: \"soon\" is not a bucket bound such as \"0.3\"".into())
         );
         assert!(batches(&plan, false, 500).is_empty());
+    }
+
+    fn raw(errors: &str, total: &str) -> Indicator {
+        Indicator {
+            raw: Some(RawIndicator {
+                error_query: errors.into(),
+                total_query: total.into(),
+            }),
+            ..Indicator::default()
+        }
+    }
+
+    fn five_minutes() -> Duration {
+        Duration::parse("5m").unwrap()
+    }
+
+    #[test]
+    fn stable_is_every_series_not_labelled_canary() {
+        assert_eq!(track_matcher("track", Track::Canary), r#"track="canary""#);
+        assert_eq!(track_matcher("track", Track::Stable), r#"track!="canary""#);
+        assert_eq!(
+            track_matcher("rollout_track", Track::Stable),
+            r#"rollout_track!="canary""#
+        );
+    }
+
+    #[test]
+    fn ratio_tracks_add_the_matcher_to_both_selectors() {
+        let events = Events::from_indicator(&ratio(
+            r#"http_requests_total{service="checkout",code=~"5.."}"#,
+            r#"http_requests_total{service="checkout"}"#,
+        ))
+        .unwrap();
+        let expr = |count, track| events.track_expr(count, track, "track", "5m").unwrap();
+        assert_eq!(
+            expr(Count::Bad, Track::Canary),
+            r#"sum(increase(http_requests_total{service="checkout",code=~"5..",track="canary"}[5m]))"#
+        );
+        assert_eq!(
+            expr(Count::Total, Track::Canary),
+            r#"sum(increase(http_requests_total{service="checkout",track="canary"}[5m]))"#
+        );
+        assert_eq!(
+            expr(Count::Bad, Track::Stable),
+            r#"sum(increase(http_requests_total{service="checkout",code=~"5..",track!="canary"}[5m]))"#
+        );
+        assert_eq!(
+            expr(Count::Total, Track::Stable),
+            r#"sum(increase(http_requests_total{service="checkout",track!="canary"}[5m]))"#
+        );
+    }
+
+    #[test]
+    fn track_matchers_fit_selectors_without_braces_or_with_empty_ones() {
+        let events = Events::from_indicator(&ratio("errors_total", "requests_total{}")).unwrap();
+        assert_eq!(
+            events
+                .track_expr(Count::Bad, Track::Canary, "rollout_track", "90s")
+                .unwrap(),
+            r#"sum(increase(errors_total{rollout_track="canary"}[90s]))"#
+        );
+        assert_eq!(
+            events
+                .track_expr(Count::Total, Track::Stable, "rollout_track", "90s")
+                .unwrap(),
+            r#"sum(increase(requests_total{rollout_track!="canary"}[90s]))"#
+        );
+    }
+
+    #[test]
+    fn latency_tracks_keep_bad_as_inf_bucket_minus_threshold_bucket_within_the_track() {
+        let events = Events::from_indicator(&latency(
+            r#"http_request_duration_seconds_bucket{service="cart"}"#,
+            "0.3",
+        ))
+        .unwrap();
+        assert_eq!(
+            events
+                .track_expr(Count::Bad, Track::Canary, "rollout_track", "4m")
+                .unwrap(),
+            r#"sum(increase(http_request_duration_seconds_bucket{service="cart",le="+Inf",rollout_track="canary"}[4m])) - sum(increase(http_request_duration_seconds_bucket{service="cart",le=~"0[.]30*",rollout_track="canary"}[4m]))"#
+        );
+        assert_eq!(
+            events
+                .track_expr(Count::Total, Track::Stable, "rollout_track", "4m")
+                .unwrap(),
+            r#"sum(increase(http_request_duration_seconds_bucket{service="cart",le="+Inf",rollout_track!="canary"}[4m]))"#
+        );
+    }
+
+    #[test]
+    fn raw_tracks_expand_the_track_placeholder_to_the_matcher() {
+        let events = Events::from_indicator(&raw(
+            r#"sum(rate(x_errors_total{job="x",{{track}}}[{{window}}])) * 60"#,
+            r#"sum(increase(x_total{ {{track}} }[{{window}}]))"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            events
+                .track_expr(Count::Bad, Track::Canary, "track", "5m")
+                .unwrap(),
+            r#"sum(sum(rate(x_errors_total{job="x",track="canary"}[5m])) * 60)"#
+        );
+        assert_eq!(
+            events
+                .track_expr(Count::Total, Track::Stable, "track", "5m")
+                .unwrap(),
+            r#"sum(sum(increase(x_total{ track!="canary" }[5m])))"#
+        );
+        // Budgets read the whole service: without a track, `{{track}}` is left alone, as
+        // before; it is the indicator's author who puts it where a matcher is valid.
+        assert_eq!(
+            events.expr(Count::Total, "1h"),
+            r#"sum(sum(increase(x_total{ {{track}} }[1h])))"#
+        );
+    }
+
+    #[test]
+    fn a_raw_indicator_without_the_track_placeholder_in_both_queries_cannot_be_split() {
+        let neither = Events::from_indicator(&raw(
+            "sum(increase(x_errors_total[{{window}}]))",
+            "sum(increase(x_total[{{window}}]))",
+        ))
+        .unwrap();
+        let one = Events::from_indicator(&raw(
+            "sum(increase(x_errors_total{ {{track}} }[{{window}}]))",
+            "sum(increase(x_total[{{window}}]))",
+        ))
+        .unwrap();
+        for events in [&neither, &one] {
+            for (count, track) in TRACK_SERIES {
+                assert_eq!(events.track_expr(count, track, "track", "5m"), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_canary_check_is_one_union_tagged_by_slo_and_series() {
+        let checkout = ObjectKey::new("shop", "checkout");
+        let search = ObjectKey::new("search", "query");
+        let whole = ObjectKey::new("search", "whole");
+        let broken = ObjectKey::new("shop", "broken");
+        let slos = [
+            (checkout.clone(), Events::from_indicator(&ratio("e", "t"))),
+            (
+                whole.clone(),
+                Events::from_indicator(&raw("sum(e[{{window}}])", "sum(t[{{window}}])")),
+            ),
+            (broken.clone(), Err("ratio.errors: nonsense".to_owned())),
+            (
+                search.clone(),
+                Events::from_indicator(&raw("e{ {{track}} }", "t{ {{track}} }")),
+            ),
+        ];
+        let query = track_query(&slos, "track", &five_minutes());
+        assert_eq!(query.whole_service, [whole]);
+        assert_eq!(
+            query.invalid,
+            [(broken, "ratio.errors: nonsense".to_owned())]
+        );
+        let term = |slo: &str, series: &str, expr: &str| {
+            format!(
+                r#"label_replace(label_replace({expr}, "budgetgate_slo", "{slo}", "", ""), "budgetgate_series", "{series}", "", "")"#
+            )
+        };
+        let shop = [
+            term(
+                "shop/checkout",
+                "bad_canary",
+                r#"sum(increase(e{track="canary"}[5m]))"#,
+            ),
+            term(
+                "shop/checkout",
+                "total_canary",
+                r#"sum(increase(t{track="canary"}[5m]))"#,
+            ),
+            term(
+                "shop/checkout",
+                "bad_stable",
+                r#"sum(increase(e{track!="canary"}[5m]))"#,
+            ),
+            term(
+                "shop/checkout",
+                "total_stable",
+                r#"sum(increase(t{track!="canary"}[5m]))"#,
+            ),
+        ];
+        let shop = format!(
+            "(({}) or ({})) or (({}) or ({}))",
+            shop[0], shop[1], shop[2], shop[3]
+        );
+        let search_terms = [
+            term("search/query", "bad_canary", r#"sum(e{ track="canary" })"#),
+            term(
+                "search/query",
+                "total_canary",
+                r#"sum(t{ track="canary" })"#,
+            ),
+            term("search/query", "bad_stable", r#"sum(e{ track!="canary" })"#),
+            term(
+                "search/query",
+                "total_stable",
+                r#"sum(t{ track!="canary" })"#,
+            ),
+        ];
+        let search_union = format!(
+            "(({}) or ({})) or (({}) or ({}))",
+            search_terms[0], search_terms[1], search_terms[2], search_terms[3]
+        );
+        assert_eq!(
+            query.members,
+            [
+                (checkout.clone(), shop.clone()),
+                (search.clone(), search_union.clone())
+            ]
+        );
+        assert_eq!(query.promql, format!("({shop}) or ({search_union})"));
+        assert_eq!(query.describe(), "canary check (2 SLOs)");
+
+        let (first, second) = query.halves().unwrap();
+        assert_eq!(first.promql, shop);
+        assert_eq!(second.promql, search_union);
+        assert_eq!(second.members, [(search, search_union.clone())]);
+        assert!(first.whole_service.is_empty() && first.invalid.is_empty());
+        assert_eq!(second.halves(), None);
+    }
+
+    #[test]
+    fn a_track_label_that_is_not_a_label_name_queries_nothing() {
+        let key = ObjectKey::new("shop", "checkout");
+        let slos = [(key.clone(), Events::from_indicator(&ratio("e", "t")))];
+        for label in ["", "1track", "track\"}", "rollout-track"] {
+            let query = track_query(&slos, label, &five_minutes());
+            assert_eq!(query.promql, "", "{label}");
+            assert_eq!(
+                query.invalid,
+                [(
+                    key.clone(),
+                    format!("canary.trackLabel {label:?} is not a Prometheus label name")
+                )]
+            );
+        }
+        assert_eq!(
+            track_query(&slos, "_track2", &five_minutes()).members.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_check_with_nothing_to_split_sends_nothing() {
+        let key = ObjectKey::new("search", "whole");
+        let query = track_query(
+            &[(key.clone(), Events::from_indicator(&raw("e", "t")))],
+            "track",
+            &five_minutes(),
+        );
+        assert_eq!(
+            query,
+            TrackQuery {
+                promql: String::new(),
+                members: Vec::new(),
+                whole_service: vec![key],
+                invalid: Vec::new(),
+            }
+        );
+        assert_eq!(query.halves(), None);
+    }
+
+    #[test]
+    fn track_series_names_are_distinct_and_in_union_order() {
+        let names: Vec<&str> = TRACK_SERIES
+            .iter()
+            .map(|&(count, track)| series_name(count, track))
+            .collect();
+        assert_eq!(
+            names,
+            ["bad_canary", "total_canary", "bad_stable", "total_stable"]
+        );
+        let counts = TrackCounts::from_fn(|count, track| match (count, track) {
+            (Count::Bad, Track::Canary) => 1.0,
+            (Count::Total, Track::Canary) => 2.0,
+            (Count::Bad, Track::Stable) => 3.0,
+            (Count::Total, Track::Stable) => 4.0,
+        });
+        assert_eq!(
+            counts,
+            TrackCounts {
+                canary_bad: 1.0,
+                canary_total: 2.0,
+                stable_bad: 3.0,
+                stable_total: 4.0,
+            }
+        );
     }
 }

@@ -165,7 +165,8 @@ impl History {
         self.series.len() - 1
     }
 
-    fn sum(&self, sum: &Sum, from: i64, to: i64) -> Option<f64> {
+    /// The increase of a sum of series over `[from, to]`; `None` where Prometheus has no data.
+    pub fn sum(&self, sum: &Sum, from: i64, to: i64) -> Option<f64> {
         if sum.0.is_empty() || sum.0.iter().any(|(i, _)| !self.series[*i].covers(from)) {
             return None;
         }
