@@ -87,11 +87,14 @@ impl TrackReader {
             .iter()
             .map(|(k, _, e)| (k.clone(), e.clone()))
             .collect();
-        let query = shim::track_query(&members, &tier.canary.track_label, &range);
+        let query = prom::query::track_query(&members, &tier.canary.track_label, &range);
         let answer = if query.promql.is_empty() {
             Ok(BTreeMap::new())
         } else {
-            shim::read_tracks(&self.config, &query, now).await
+            prom::read_tracks(&self.config, &query, now).await.map(|r| {
+                tracing::debug!(requests = r.requests, "Prometheus requests of the canary check");
+                r.counts
+            })
         };
         tracing::debug!(window = %range, slos = slos.len(), ok = answer.is_ok(), "canary check read");
         slos.into_iter()
@@ -137,42 +140,5 @@ impl TrackReader {
                 }
             })
             .collect()
-    }
-}
-
-// Stand-in for the Prometheus track query until it lands.
-mod shim {
-    use crate::api::{Duration, Timestamp};
-    use crate::index::ObjectKey;
-    use crate::prom::{PromConfig, PromError, query::Events};
-    use std::collections::BTreeMap;
-    pub struct TrackQuery {
-        pub promql: String,
-        pub whole_service: Vec<ObjectKey>,
-        pub invalid: Vec<(ObjectKey, String)>,
-    }
-    pub struct TrackCounts {
-        pub canary_bad: f64,
-        pub canary_total: f64,
-        pub stable_bad: f64,
-        pub stable_total: f64,
-    }
-    pub fn track_query(
-        _: &[(ObjectKey, Result<Events, String>)],
-        _: &str,
-        _: &Duration,
-    ) -> TrackQuery {
-        TrackQuery {
-            promql: String::new(),
-            whole_service: vec![],
-            invalid: vec![],
-        }
-    }
-    pub async fn read_tracks(
-        _: &PromConfig,
-        _: &TrackQuery,
-        _: Timestamp,
-    ) -> Result<BTreeMap<ObjectKey, Result<TrackCounts, String>>, PromError> {
-        Ok(BTreeMap::new())
     }
 }
