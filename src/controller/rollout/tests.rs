@@ -863,11 +863,8 @@ async fn a_refused_canary_write_is_retried_as_one_event_series_and_rolls_back_at
     let error = first.unwrap_err();
     assert!(matches!(error, RolloutError::Write { .. }), "{error:?}");
     assert_eq!(error.label(), "write");
-    let text = error.to_string();
-    assert!(
-        text.starts_with("applying the canary shop/web-canary: ") && text.contains(QUOTA),
-        "{text}"
-    );
+    let text = format!("applying the canary shop/web-canary: {QUOTA} (403 Forbidden)");
+    assert_eq!(error.to_string(), text);
     assert_eq!(
         reason,
         json!({"status": {"reason": format!("retrying: {text}")}})
@@ -973,10 +970,12 @@ fn errors_label_the_failure_metric_and_a_failed_uid_precondition_is_a_conflict()
         labels,
         ["read", "write", "conflict", "conflict", "write", "encode"]
     );
-    assert!(
-        uid.to_string().starts_with(
-            "deleting the canary shop/web-canary: the object changed identity (uid precondition failed): "
-        ),
-        "{uid}"
+    assert_eq!(
+        uid.to_string(),
+        "deleting the canary shop/web-canary: the object changed identity (uid precondition failed): Operation cannot be fulfilled on deployments.apps \"web-canary\": Precondition failed: UID in precondition: 7d1e40aa-canary, UID in object meta: 1f0e2d3c (409 Conflict)"
+    );
+    assert_eq!(
+        read.to_string(),
+        "reading the Releases of shop/web: etcd timeout (500 InternalError)"
     );
 }
