@@ -95,6 +95,7 @@ impl<'a> Op<'a> {
         let Some(record) = ledger::unpaced_release(&ledger::Unpaced {
             revision: &g.view.template_revision,
             history: &g.view.history,
+            restored: rollout::objects::restored_revision(&self.deployment.metadata),
             releases: &g.releases,
             predates_controller: predates,
             enforcement: self.index.enforcement(&self.key.namespace, self.tier),

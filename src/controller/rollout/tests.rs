@@ -979,3 +979,29 @@ fn errors_label_the_failure_metric_and_a_failed_uid_precondition_is_a_conflict()
         "reading the Releases of shop/web: etcd timeout (500 InternalError)"
     );
 }
+
+#[tokio::test]
+async fn the_look_after_a_rollback_records_no_release() {
+    let (ctx, mut server) = mk_ctx(mk_index(1.0));
+    // What the rollback left: web:1 restored, unpaused, the canary annotations gone.
+    let mut d = mk_deployment().build();
+    let spec = d.spec.as_mut().unwrap();
+    spec.template = serde_json::from_value(pod_template("web:1")).unwrap();
+    spec.paused = Some(false);
+    d.metadata.generation = Some(3);
+    d.metadata.annotations = Some(
+        [
+            (keys::REVISION.to_owned(), stable_revision()),
+            (keys::ROLLED_BACK_REVISION.to_owned(), revision()),
+        ]
+        .into(),
+    );
+    let mut rolled_back = mk_release(json!({}));
+    rolled_back["status"]["phase"] = json!("RolledBack");
+    let result = look(&ctx, &d, &mut server, async |api| {
+        api.list_releases(vec![rolled_back.clone()]).await;
+        api.get_canary(None).await;
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::await_change());
+}
