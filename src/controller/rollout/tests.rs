@@ -105,6 +105,24 @@ impl DeploymentBuilder {
     }
 }
 
+/// What a rollback of `web` leaves: `web:1` restored, unpaused, the canary annotations
+/// gone.
+fn mk_rolled_back_deployment() -> Deployment {
+    let mut d = mk_deployment().build();
+    let spec = d.spec.as_mut().unwrap();
+    spec.template = serde_json::from_value(pod_template("web:1")).unwrap();
+    spec.paused = Some(false);
+    d.metadata.generation = Some(3);
+    d.metadata.annotations = Some(
+        [
+            (keys::REVISION.to_owned(), stable_revision()),
+            (keys::ROLLED_BACK_REVISION.to_owned(), revision()),
+        ]
+        .into(),
+    );
+    d
+}
+
 /// The revision of the new template (`web:2`).
 fn revision() -> String {
     template_revision(&serde_json::from_value(pod_template("web:2")).unwrap())
@@ -170,6 +188,13 @@ fn mk_release(status: Value) -> Value {
         },
         "status": status,
     })
+}
+
+/// The canary's Release after its rollback.
+fn mk_rolled_back_release() -> Value {
+    let mut release = mk_release(json!({"completedAt": at(0).to_string()}));
+    release["status"]["phase"] = json!("RolledBack");
+    release
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
@@ -983,25 +1008,65 @@ fn errors_label_the_failure_metric_and_a_failed_uid_precondition_is_a_conflict()
 #[tokio::test]
 async fn the_look_after_a_rollback_records_no_release() {
     let (ctx, mut server) = mk_ctx(mk_index(1.0));
-    // What the rollback left: web:1 restored, unpaused, the canary annotations gone.
-    let mut d = mk_deployment().build();
-    let spec = d.spec.as_mut().unwrap();
-    spec.template = serde_json::from_value(pod_template("web:1")).unwrap();
-    spec.paused = Some(false);
-    d.metadata.generation = Some(3);
-    d.metadata.annotations = Some(
-        [
-            (keys::REVISION.to_owned(), stable_revision()),
-            (keys::ROLLED_BACK_REVISION.to_owned(), revision()),
-        ]
-        .into(),
-    );
-    let mut rolled_back = mk_release(json!({}));
-    rolled_back["status"]["phase"] = json!("RolledBack");
+    let d = mk_rolled_back_deployment();
     let result = look(&ctx, &d, &mut server, async |api| {
-        api.list_releases(vec![rolled_back.clone()]).await;
+        api.list_releases(vec![mk_rolled_back_release()]).await;
         api.get_canary(None).await;
     })
+    .await;
+    assert_eq!(result.unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn a_rollback_whose_canary_delete_fails_still_closes_the_release_and_the_next_look_removes_the_canary()
+ {
+    let (ctx, mut server) = mk_ctx(mk_index(20.0));
+    let d = mk_deployment().started(-60).build();
+    let release = mk_release(json!({
+        "stage": 0, "weight": 20, "failedChecks": 1, "maxBurn": 20.0,
+        "conditions": no_slo_conditions(at(-60)),
+    }));
+    let result = look(&ctx, &d, &mut server, async |api| {
+        api.list_releases(vec![release.clone()]).await;
+        api.get_canary(Some(mk_canary(Some(UID), 1))).await;
+        api.get_release_status(&release).await;
+        api.list_replica_sets().await;
+        let (_, patch) = api.patch_deployment().await;
+        assert_eq!(patch[1]["value"], pod_template("web:1"));
+        api.expect(Method::DELETE, &format!("{DEPLOYMENTS}/web-canary?"))
+            .await
+            .reply(
+                500,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500}),
+            );
+        api.get_release_status(&release).await;
+        let status = api.patch_release_status().await;
+        assert_eq!(status["status"]["phase"], "RolledBack");
+        assert_eq!(
+            status["status"]["reason"],
+            "team payments burns 20.0x over 5m, above abortBurnRate 14.4x (2 checks in a row)"
+        );
+        api.event_created("Warning", "RolledBack").await;
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_millis(200)));
+
+    // The rolled-back Deployment still has its owned canary: it is removed, nothing else.
+    let result = look(
+        &ctx,
+        &mk_rolled_back_deployment(),
+        &mut server,
+        async |api| {
+            api.list_releases(vec![mk_rolled_back_release()]).await;
+            api.get_canary(Some(mk_canary(Some(UID), 1))).await;
+            let delete = api
+                .expect(Method::DELETE, &format!("{DEPLOYMENTS}/web-canary?"))
+                .await;
+            assert_eq!(delete.body["preconditions"], json!({"uid": CANARY_UID}));
+            delete.ok(&mk_canary(Some(UID), 1));
+        },
+    )
     .await;
     assert_eq!(result.unwrap(), Action::await_change());
 }
