@@ -76,6 +76,9 @@ pub struct Unpaced<'a> {
     /// Revision of the template it runs now.
     pub revision: &'a str,
     pub history: &'a [String],
+    /// The revision budgetgate restored when it last rolled a canary back
+    /// ([`super::objects::restored_revision`]): it served before the canary.
+    pub restored: Option<&'a str>,
     pub releases: &'a [ReleaseView],
     /// Created before the controller started and never changed since (generation ≤ 1):
     /// installing budgetgate is not a release of everything.
@@ -96,7 +99,8 @@ pub struct Record {
 }
 
 /// A template change that no canary paced: `None` when it is no release (already
-/// recorded, a rollback to a revision the Deployment ran, or there before budgetgate);
+/// recorded, a rollback to a revision the Deployment ran or budgetgate restored, or there
+/// before budgetgate);
 /// else a `Direct` Release, or in a dry-run namespace an `Observed` one that says what
 /// enforcement would have done.
 pub fn unpaced_release(u: &Unpaced) -> Option<Record> {
@@ -110,7 +114,7 @@ pub fn unpaced_release(u: &Unpaced) -> Option<Record> {
                 ReleasePhase::Promoted | ReleasePhase::Direct | ReleasePhase::Observed
             )
     });
-    if earlier || u.history.iter().any(|h| h == u.revision) {
+    if earlier || u.history.iter().any(|h| h == u.revision) || u.restored == Some(u.revision) {
         return None; // a rollback
     }
     if u.releases.is_empty() && u.predates_controller {
@@ -318,6 +322,7 @@ mod tests {
         Unpaced {
             revision,
             history,
+            restored: None,
             releases,
             predates_controller: false,
             enforcement,
@@ -435,6 +440,27 @@ mod tests {
         ];
         assert!(
             unpaced_release(&unpaced(&t, "r5", &rolled, &[], Enforcement::Enforce, None)).is_some()
+        );
+    }
+
+    #[test]
+    fn the_template_a_rollback_restored_is_no_release() {
+        let t = tier();
+        // The first canary of a Deployment older than budgetgate, rolled back to r1: r1 is
+        // in no Release and not in history, yet it is what served before.
+        let rolled = [release("web-r2-2", "r2", ReleasePhase::RolledBack, 0)];
+        let restored = Unpaced {
+            restored: Some("r1"),
+            ..unpaced(&t, "r1", &rolled, &[], Enforcement::Enforce, Some(0.7))
+        };
+        assert_eq!(unpaced_release(&restored), None);
+        // A later template change is a release again.
+        assert!(
+            unpaced_release(&Unpaced {
+                revision: "r3",
+                ..restored
+            })
+            .is_some()
         );
     }
 

@@ -111,6 +111,14 @@ pub fn history(meta: &ObjectMeta) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The revision budgetgate restored when it last rolled a canary back: the `revision`
+/// annotation while `rolled-back-revision` is set ([`rollback_patch`] writes both; a new
+/// canary removes `rolled-back-revision`).
+pub fn restored_revision(meta: &ObjectMeta) -> Option<&str> {
+    annotation(meta, keys::ROLLED_BACK_REVISION)?;
+    annotation(meta, keys::REVISION)
+}
+
 /// What `<name>-canary` is to the Deployment with uid `owner_uid`.
 pub fn canary_state(canary: Option<&Deployment>, owner_uid: &str) -> CanaryState {
     let Some(c) = canary else {

@@ -95,6 +95,7 @@ impl<'a> Op<'a> {
         let Some(record) = ledger::unpaced_release(&ledger::Unpaced {
             revision: &g.view.template_revision,
             history: &g.view.history,
+            restored: rollout::objects::restored_revision(&self.deployment.metadata),
             releases: &g.releases,
             predates_controller: predates,
             enforcement: self.index.enforcement(&self.key.namespace, self.tier),
@@ -540,8 +541,12 @@ impl<'a> Op<'a> {
             )
             .await
             .map_err(RolloutError::write(format!("rolling back {key}")))?;
-        if let Some(c) = &r.canary {
-            self.delete_canary(c).await?;
+        // The restored Deployment has no stage any more, so no later look would close the
+        // Release: a failed delete must not keep it open. The next look removes the canary.
+        if let Some(c) = &r.canary
+            && let Err(error) = self.delete_canary(c).await
+        {
+            tracing::warn!(deployment = %key, %error, "canary left after the rollback; removing it on the next look");
         }
         let consumed = self.consumed();
         if let Some(release) = &r.release {

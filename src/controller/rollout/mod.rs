@@ -41,21 +41,24 @@ pub const LEDGER_LIMIT: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
     /// Reading an object or list failed.
-    #[error("reading {what}: {source}")]
+    #[error("reading {what}: {}", refusal(.source))]
     Read {
         what: String,
         #[source]
         source: kube::Error,
     },
     /// The apiserver refused a write (a create, patch or delete).
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", refusal(.source))]
     Write {
         what: String,
         #[source]
         source: kube::Error,
     },
     /// A uid precondition failed: the object under that name is not the one judged.
-    #[error("{what}: the object changed identity (uid precondition failed): {source}")]
+    #[error(
+        "{what}: the object changed identity (uid precondition failed): {}",
+        refusal(.source)
+    )]
     Conflict {
         what: String,
         #[source]
@@ -68,6 +71,18 @@ pub enum RolloutError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// The apiserver's refusal in its own words (`message (code reason)`): kube's rendering
+/// adds the debug form of the whole `Status`, the message twice, which the Release reason
+/// and the Event notes carry (an Event note over 1 kB is refused).
+fn refusal(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => other.to_string(),
+    }
 }
 
 impl RolloutError {
