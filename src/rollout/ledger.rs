@@ -19,6 +19,18 @@ pub struct ReleaseView {
     pub generation: i64,
     /// The team's remaining budget when it was opened.
     pub remaining_at_start: Option<f64>,
+    /// `status.reason`: while a write keeps failing, `retrying: <error>`.
+    pub reason: Option<String>,
+}
+
+/// Prefix of a running Release's reason while the apiserver refuses a write of it.
+pub const RETRYING: &str = "retrying: ";
+
+impl ReleaseView {
+    /// The error a write of this rollout last met, as written on the Release.
+    pub fn last_error(&self) -> Option<&str> {
+        self.reason.as_deref()?.strip_prefix(RETRYING)
+    }
 }
 
 impl ReleaseView {
@@ -40,6 +52,7 @@ impl ReleaseView {
             failed_checks: r.status.as_ref().map_or(0, |s| s.failed_checks),
             created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
             remaining_at_start: r.spec.remaining_at_start,
+            reason: r.status.as_ref().and_then(|s| s.reason.clone()),
         }
     }
 }
@@ -308,6 +321,7 @@ mod tests {
             created: Some(at(created)),
             generation: name.rsplit('-').next().unwrap().parse().unwrap(),
             remaining_at_start: None,
+            reason: None,
         }
     }
 

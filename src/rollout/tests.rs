@@ -101,6 +101,7 @@ fn release(revision: &str, phase: ReleasePhase, failed: u32) -> ReleaseView {
         created: Some(at(0)),
         generation: 2,
         remaining_at_start: Some(0.4),
+        reason: None,
     }
 }
 

@@ -262,17 +262,22 @@ impl<'a> Op<'a> {
 
     pub async fn apply(&self, step: Step) -> Result<(), RolloutError> {
         let release = self.gathered.release.as_ref().map(|r| r.name.clone());
+        let closes = matches!(step, Step::RollBack(_) | Step::FinishPromotion { .. });
         let result = self.apply_inner(step).await;
         if let Some(name) = release {
             match &result {
                 Err(error @ (RolloutError::Write { .. } | RolloutError::Conflict { .. })) => {
                     self.blocked(&name, error).await
                 }
-                Ok(()) => {
-                    if self.ctx.memory(&name).last_error.is_some() {
-                        self.ctx.remember(&name, |m| m.last_error = None);
-                    }
+                // The write went through: the error is history (a closing step wrote its
+                // own reason).
+                Ok(()) if self.gathered.last_error.is_some() && !closes => {
+                    self.ctx.remember(&name, |m| m.last_error = None);
+                    let _ = self
+                        .release_status(&name, json!({"status": {"reason": null}}))
+                        .await;
                 }
+                Ok(()) => {}
                 Err(_) => {}
             }
         }
@@ -283,7 +288,7 @@ impl<'a> Op<'a> {
     /// names it), put it on the Release, and record it as one Event series.
     async fn blocked(&self, release: &str, error: &RolloutError) {
         let text = error.to_string();
-        let repeated = self.ctx.memory(release).last_error.as_deref() == Some(text.as_str());
+        let repeated = self.gathered.last_error.as_deref() == Some(text.as_str());
         self.ctx
             .remember(release, |m| m.last_error = Some(text.clone()));
         if repeated {
@@ -293,7 +298,7 @@ impl<'a> Op<'a> {
             let _ = self
                 .release_status(
                     release,
-                    json!({"status": {"reason": format!("retrying: {text}")}}),
+                    json!({"status": {"reason": format!("{}{text}", ledger::RETRYING)}}),
                 )
                 .await;
         }

@@ -341,6 +341,12 @@ async fn gather(
         .as_ref()
         .map(|r| ctx.memory(&r.name))
         .unwrap_or_default();
+    // Kept in memory, and on the Release so a new leader knows it too.
+    let last_error = memory.last_error.clone().or_else(|| {
+        release
+            .as_ref()
+            .and_then(|r| r.last_error().map(str::to_owned))
+    });
     let check_due = memory
         .last_failure
         .is_none_or(|at| now.duration_since(at).as_secs() >= ctx.interval.as_secs() as i64);
@@ -383,6 +389,6 @@ async fn gather(
         release,
         check,
         check_due,
-        last_error: memory.last_error,
+        last_error,
     })
 }

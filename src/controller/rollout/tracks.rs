@@ -92,7 +92,10 @@ impl TrackReader {
             Ok(BTreeMap::new())
         } else {
             prom::read_tracks(&self.config, &query, now).await.map(|r| {
-                tracing::debug!(requests = r.requests, "Prometheus requests of the canary check");
+                tracing::debug!(
+                    requests = r.requests,
+                    "Prometheus requests of the canary check"
+                );
                 r.counts
             })
         };
