@@ -569,7 +569,7 @@ impl<'a> Op<'a> {
             self.ctx.forget(release);
         }
         let (kind, what) = if outcome == ReleasePhase::Failed {
-            ("RolloutFailed", "failed")
+            ("RolloutFailed", "failed; the Deployment was restored")
         } else {
             ("RolledBack", "rolled back")
         };
