@@ -569,17 +569,24 @@ impl<'a> Op<'a> {
             self.ctx.forget(release);
         }
         let (kind, what) = if outcome == ReleasePhase::Failed {
-            ("RolloutFailed", "failed; the Deployment was restored")
+            ("RolloutFailed", "failed")
         } else {
             ("RolledBack", "rolled back")
         };
+        let restored = restored.map(|s| {
+            if outcome == ReleasePhase::Failed {
+                format!("; the Deployment was restored to {s}")
+            } else {
+                format!(" to {s}")
+            }
+        });
         self.event(
             EventType::Warning,
             kind,
             format!(
                 "revision {} {what}{}{}: {reason}",
                 r.revision,
-                restored.map_or(String::new(), |s| format!(" to {s}")),
+                restored.unwrap_or_default(),
                 if r.manual { " by hand" } else { "" }
             ),
             None,

@@ -814,7 +814,7 @@ async fn a_canary_name_taken_by_an_unowned_deployment_fails_the_rollout_without_
         let event = api.event_created("Warning", "RolloutFailed").await;
         assert_eq!(
             event["note"],
-            format!("revision {} failed to {}: {reason}", revision(), stable_revision())
+            format!("revision {} failed; the Deployment was restored to {}: {reason}", revision(), stable_revision())
         );
     })
     .await;
