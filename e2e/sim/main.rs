@@ -5,7 +5,9 @@
 //! track, code}` and `http_request_duration_seconds{namespace, deployment, pod, track}`,
 //! served on `--listen` at `/metrics` (OpenMetrics) for Prometheus to scrape. How a pod
 //! behaves is what was deployed: an image tag ending `-faulty` answers every 5th request
-//! with a 500, `-slow` takes 1.5 s, anything else is healthy at 50 ms (see `traffic.rs`).
+//! with a 500, `-errP` fails exactly P percent (`-err5`, `-err0.2`: stable pods running such
+//! an image give a service a background error rate), `-slow` takes 1.5 s, anything else is
+//! healthy at 50 ms (see `traffic.rs`).
 //!
 //! A pod's series start at 0 when it starts serving (so `increase()` sees the start) and
 //! are dropped when it stops (deleted, terminating or unready), as a real pod's /metrics
@@ -43,7 +45,7 @@ use traffic::{PodKey, Serving};
 #[command(
     name = "traffic-sim",
     about = "Simulated request metrics for every Ready pod of a cluster, by image tag: \
-             -faulty = 20% errors, -slow = 1.5 s, else healthy"
+             -faulty = 20% errors, -errP = P% errors, -slow = 1.5 s, else healthy"
 )]
 struct Args {
     /// Kubeconfig to watch Pods with (default: in-cluster or ~/.kube/config).

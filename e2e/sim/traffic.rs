@@ -30,12 +30,14 @@ pub enum Behaviour {
     Faulty,
     /// No errors, ~1.5 s: above the 0.3 s and 1 s buckets.
     Slow,
+    /// Exactly this many requests in a million answer 500 (`-errP`, P percent), ~50 ms.
+    Errors(u32),
 }
 
 impl Behaviour {
     pub fn latency_seconds(self) -> f64 {
         match self {
-            Behaviour::Healthy | Behaviour::Faulty => 0.05,
+            Behaviour::Healthy | Behaviour::Faulty | Behaviour::Errors(_) => 0.05,
             Behaviour::Slow => 1.5,
         }
     }
@@ -45,6 +47,7 @@ impl Behaviour {
             Behaviour::Healthy => "healthy",
             Behaviour::Faulty => "faulty",
             Behaviour::Slow => "slow",
+            Behaviour::Errors(_) => "errors",
         }
     }
 }
@@ -61,8 +64,28 @@ pub fn behaviour_of(image: &str) -> Behaviour {
     match image_tag(image) {
         Some(tag) if tag.ends_with("-faulty") => Behaviour::Faulty,
         Some(tag) if tag.ends_with("-slow") => Behaviour::Slow,
-        _ => Behaviour::Healthy,
+        Some(tag) => tag
+            .rsplit_once("-err")
+            .and_then(|(_, percent)| error_ppm(percent))
+            .map_or(Behaviour::Healthy, Behaviour::Errors),
+        None => Behaviour::Healthy,
     }
+}
+
+/// `5` → 50,000 per million, `0.2` → 2,000; none for anything but a percent in (0, 100]
+/// with at most four decimals (such a tag is a healthy image).
+fn error_ppm(percent: &str) -> Option<u32> {
+    if percent.is_empty() || !percent.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let (int, frac) = percent.split_once('.').unwrap_or((percent, ""));
+    if frac.len() > 4 || int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let int: u32 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let frac: u32 = format!("{frac:0<4}").parse().ok()?;
+    let ppm = int.checked_mul(10_000)?.checked_add(frac)?;
+    (1..=1_000_000).contains(&ppm).then_some(ppm)
 }
 
 /// Errors among requests number `sent + 1 ..= sent + n` of a pod: every 5th request of a
@@ -70,6 +93,10 @@ pub fn behaviour_of(image: &str) -> Behaviour {
 pub fn errors_in(behaviour: Behaviour, sent: u64, n: u64) -> u64 {
     match behaviour {
         Behaviour::Faulty => (sent + n) / 5 - sent / 5,
+        Behaviour::Errors(ppm) => {
+            let upto = |k: u64| k * u64::from(ppm) / 1_000_000;
+            upto(sent + n) - upto(sent)
+        }
         Behaviour::Healthy | Behaviour::Slow => 0,
     }
 }
@@ -266,6 +293,44 @@ mod tests {
             behaviour_of("registry:5000/web:2-slow@sha256:abc"),
             Behaviour::Slow
         );
+    }
+
+    #[test]
+    fn err_tags_fail_exactly_their_percent_whatever_the_tick() {
+        assert_eq!(
+            behaviour_of("example/web:1.1-err5"),
+            Behaviour::Errors(50_000)
+        );
+        assert_eq!(
+            behaviour_of("example/web:1.0-err0.2"),
+            Behaviour::Errors(2_000)
+        );
+        assert_eq!(
+            behaviour_of("example/web:2-err12.5"),
+            Behaviour::Errors(125_000)
+        );
+        assert_eq!(
+            behaviour_of("example/web:2-err100"),
+            Behaviour::Errors(1_000_000)
+        );
+        for healthy in [
+            "web:1-err0",
+            "web:1-errx",
+            "web:1-err101",
+            "web:1-err",
+            "web:1-err0.00001",
+        ] {
+            assert_eq!(behaviour_of(healthy), Behaviour::Healthy, "{healthy}");
+        }
+        for (ppm, want) in [(50_000, 500), (2_000, 20)] {
+            // 10,000 requests in uneven ticks
+            let (mut sent, mut errors) = (0, 0);
+            for n in [1, 7, 13, 999, 2, 4000, 4978].into_iter().cycle().take(7) {
+                errors += errors_in(Behaviour::Errors(ppm), sent, n);
+                sent += n;
+            }
+            assert_eq!((sent, errors), (10_000, want));
+        }
     }
 
     #[test]
