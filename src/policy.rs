@@ -246,6 +246,26 @@ fn is_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The sample policy of `manifests/samples/policy.yaml`: the fixture of the unit tests.
+#[cfg(test)]
+pub(crate) fn sample_policy() -> crate::api::ReliabilityPolicy {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/samples/policy.yaml"
+    ))
+    .expect("the sample policy is in the repository");
+    serde_yaml_ng::from_str(&text).expect("the sample policy parses")
+}
+
+/// A tier of [`sample_policy`].
+#[cfg(test)]
+pub(crate) fn sample_tier(name: &str) -> Tier {
+    Policy::from_spec(&sample_policy().spec)
+        .expect("the sample policy is valid")
+        .tiers[name]
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -358,18 +358,9 @@ pub fn band_changes(
 mod tests {
     use super::*;
     use crate::api::Duration;
-    use crate::policy::Policy;
 
     fn tier() -> Tier {
-        let object: crate::api::ReliabilityPolicy = serde_yaml_ng::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/manifests/samples/policy.yaml"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        Policy::from_spec(&object.spec).unwrap().tiers["production"].clone()
+        crate::policy::sample_tier("production")
     }
 
     fn at(minute: i64) -> Timestamp {

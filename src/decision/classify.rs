@@ -154,14 +154,18 @@ impl serde::Serialize for Canonical<'_> {
 /// Revision hashes in a Deployment's `budgetgate.dev/history` annotation.
 pub fn history(workload: &Value) -> Vec<String> {
     annotation(workload, keys::HISTORY)
-        .map(|h| {
-            h.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(parse_history)
         .unwrap_or_default()
+}
+
+/// The revisions of a `history` annotation value, newest first.
+pub fn parse_history(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn annotation<'a>(workload: &'a Value, key: &str) -> Option<&'a str> {

@@ -14,7 +14,7 @@ pub use text::pct as text_pct;
 
 pub use classify::{
     ChangeClass, annotation, classify, classify_revision, comparable_template, history,
-    revision_hash, workload_revision,
+    parse_history, revision_hash, workload_revision,
 };
 pub use review::{
     AdmissionRequest, AdmissionResponse, Object, Operation, ReviewError, parse_review,

@@ -96,12 +96,7 @@ fn exception(namespace: &str, name: &str, expires: &str) -> BudgetException {
 }
 
 fn index() -> Index {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/manifests/samples/policy.yaml"
-    ))
-    .unwrap();
-    let object: ReliabilityPolicy = serde_yaml_ng::from_str(&text).unwrap();
+    let object: ReliabilityPolicy = crate::policy::sample_policy();
     let meta = |team: Option<&str>, tier: Option<&str>| NamespaceMeta {
         team: team.map(str::to_owned),
         tier: tier.map(str::to_owned),

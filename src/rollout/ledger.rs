@@ -292,20 +292,11 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
     use crate::rollout::HoldKind;
     use crate::rollout::analysis::{Check, Verdict};
 
     fn tier() -> Tier {
-        let object: crate::api::ReliabilityPolicy = serde_yaml_ng::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/manifests/samples/policy.yaml"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        Policy::from_spec(&object.spec).unwrap().tiers["production"].clone()
+        crate::policy::sample_tier("production")
     }
 
     fn at(s: i64) -> Timestamp {

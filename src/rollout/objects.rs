@@ -101,13 +101,7 @@ pub fn deployment_view(d: &Deployment) -> DeploymentView {
 /// Revisions in the `history` annotation, newest first.
 pub fn history(meta: &ObjectMeta) -> Vec<String> {
     annotation(meta, keys::HISTORY)
-        .map(|h| {
-            h.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(classify::parse_history)
         .unwrap_or_default()
 }
 

@@ -485,12 +485,7 @@ mod tests {
     }
 
     fn policy() -> ReliabilityPolicy {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/manifests/samples/policy.yaml"
-        ))
-        .unwrap();
-        serde_yaml_ng::from_str(&text).unwrap()
+        crate::policy::sample_policy()
     }
 
     fn namespace(name: &str, team: &str) -> Namespace {

@@ -3,263 +3,17 @@
 //! every name, uid, revision and reason comes in the action or in what was gathered.
 //! Writes to objects budgetgate owns carry the owner's uid as a precondition.
 
-use super::{Ctx, Gathered, LEDGER_LIMIT, RELEASE_DEPLOYMENT, RolloutError};
-use crate::api::{Condition, Release, ReleasePhase, ReleaseSpec, ReleaseStatus, Time, keys};
+use super::RolloutError;
+use super::op::Op;
+use crate::api::{ReleasePhase, ReleaseStatus, keys};
 use crate::controller::FIELD_MANAGER;
-use crate::index::{Index, ObjectKey};
-use crate::policy::Tier;
-use crate::rollout::{self, Action as Step, OwnedCanary, RollBack, ledger};
-use crate::webhook::metrics::{DeploymentLabels, OutcomeLabels};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use crate::rollout::{self, Action as Step, RollBack};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use serde_json::json;
 
-pub(super) struct Op<'a> {
-    ctx: &'a Ctx,
-    index: &'a Index,
-    tier: &'a Tier,
-    team: &'a str,
-    deployment: &'a Deployment,
-    gathered: &'a Gathered,
-    key: ObjectKey,
-    deployments: Api<Deployment>,
-    releases: Api<Release>,
-}
-
-impl<'a> Op<'a> {
-    pub fn new(
-        ctx: &'a Ctx,
-        index: &'a Index,
-        tier: &'a Tier,
-        team: &'a str,
-        deployment: &'a Deployment,
-        gathered: &'a Gathered,
-    ) -> Op<'a> {
-        let key = ObjectKey::new(
-            deployment.namespace().unwrap_or_default(),
-            deployment.name_any(),
-        );
-        Op {
-            deployments: Api::namespaced(ctx.client.clone(), &key.namespace),
-            releases: Api::namespaced(ctx.client.clone(), &key.namespace),
-            ctx,
-            index,
-            tier,
-            team,
-            deployment,
-            gathered,
-            key,
-        }
-    }
-
-    fn now(&self) -> Time {
-        Time(self.gathered.now)
-    }
-
-    fn team_remaining(&self) -> Option<f64> {
-        self.index
-            .budgets
-            .teams
-            .get(&(self.team.to_owned(), self.tier.name.clone()))
-            .and_then(|a| a.remaining)
-    }
-
-    fn active_exception(&self) -> Option<String> {
-        let labels = self.deployment.labels();
-        self.index
-            .exceptions
-            .iter()
-            .filter(|(k, spec)| {
-                k.namespace == self.key.namespace
-                    && spec.expires_at.0 > self.gathered.now
-                    && crate::selector::matches(&spec.selector, labels)
-            })
-            .map(|(k, _)| k.name.clone())
-            .next()
-    }
-
-    /// A managed Deployment without a canary: record its template as a release when the
-    /// ledger rules say it is one.
-    pub async fn ledger_without_canary(&self) -> Result<(), RolloutError> {
-        let g = self.gathered;
-        let predates = g.releases.is_empty()
-            && self
-                .deployment
-                .creation_timestamp()
-                .is_some_and(|c| c.0 < self.ctx.started)
-            && self.deployment.metadata.generation.unwrap_or(1) <= 1;
-        let remaining = self.team_remaining();
-        let Some(record) = ledger::unpaced_release(&ledger::Unpaced {
-            revision: &g.view.template_revision,
-            history: &g.view.history,
-            restored: rollout::objects::restored_revision(&self.deployment.metadata),
-            releases: &g.releases,
-            predates_controller: predates,
-            enforcement: self.index.enforcement(&self.key.namespace, self.tier),
-            tier: self.tier,
-            remaining,
-        }) else {
-            return Ok(());
-        };
-        let revision = g.view.template_revision.clone();
-        let phase = record.phase;
-        self.open_release(
-            &revision,
-            None,
-            record.band,
-            record.remaining,
-            phase,
-            Some(record.reason),
-        )
-        .await?;
-        self.event(
-            EventType::Normal,
-            if phase == ReleasePhase::Observed {
-                "ReleaseObserved"
-            } else {
-                "ReleaseRecorded"
-            },
-            format!(
-                "revision {revision} recorded as a {phase:?} release (team {} {} remaining)",
-                self.team,
-                remaining.map_or("unknown".into(), crate::decision::text_pct)
-            ),
-            None,
-        )
-        .await;
-        Ok(())
-    }
-
-    async fn open_release(
-        &self,
-        revision: &str,
-        plan: Option<crate::api::Plan>,
-        band: Option<String>,
-        remaining: Option<f64>,
-        phase: ReleasePhase,
-        reason: Option<String>,
-    ) -> Result<(), RolloutError> {
-        let name = ledger::release_name(
-            &self.key.name,
-            revision,
-            self.deployment.metadata.generation.unwrap_or(0),
-        );
-        let mut release = Release::new(
-            &name,
-            ReleaseSpec {
-                deployment: self.key.name.clone(),
-                revision: revision.to_owned(),
-                plan,
-                band,
-                remaining_at_start: remaining,
-                exception: self.active_exception(),
-            },
-        );
-        release.metadata.namespace = Some(self.key.namespace.clone());
-        release.metadata.labels = Some(BTreeMap::from([(
-            RELEASE_DEPLOYMENT.to_owned(),
-            self.key.name.clone(),
-        )]));
-        release.metadata.owner_references =
-            self.deployment.controller_owner_ref(&()).map(|mut o| {
-                o.controller = Some(false);
-                vec![o]
-            });
-        match self.releases.create(&PostParams::default(), &release).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {} // opened by an earlier look
-            Err(e) => return Err(RolloutError::write(format!("creating Release {name}"))(e)),
-        }
-        let terminal = phase != ReleasePhase::Progressing;
-        self.release_status(
-            &name,
-            json!({"status": ReleaseStatus {
-                phase: Some(phase),
-                reason,
-                completed_at: terminal.then(|| self.now()),
-                ..ReleaseStatus::default()
-            }}),
-        )
-        .await?;
-        if terminal {
-            self.count(phase);
-        }
-        if self.gathered.releases.len() >= LEDGER_LIMIT {
-            for old in ledger::prune(&self.gathered.releases, LEDGER_LIMIT - 1) {
-                let _ = self.releases.delete(&old, &DeleteParams::default()).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn release_status(&self, name: &str, patch: Value) -> Result<(), RolloutError> {
-        self.releases
-            .patch_status(name, &merge_params(), &Patch::Merge(&patch))
-            .await
-            .map_err(RolloutError::write(format!(
-                "writing the status of Release {name}"
-            )))?;
-        Ok(())
-    }
-
-    /// Keeps the running Release's `maxBurn` and its conditions (`MetricsUnavailable`,
-    /// `InsufficientTraffic`, `CanaryAnalysis`) current; an Event when a hold begins.
-    pub async fn track_release(&self, step: &Step) -> Result<(), RolloutError> {
-        let g = self.gathered;
-        let Some(release) = &g.release else {
-            return Ok(());
-        };
-        let serving =
-            matches!(&g.view.progress, Some(Ok(p)) if matches!(p.stage, rollout::Stage::Canary(_)));
-        if release.phase != ReleasePhase::Progressing
-            || !serving
-            || g.check.slos.is_empty() && g.check.whole_service.is_empty() && g.check.burn.is_none()
-        {
-            return Ok(());
-        }
-        let current = self
-            .releases
-            .get_status(&release.name)
-            .await
-            .map_err(RolloutError::read(format!("Release {}", release.name)))?;
-        let status = current.status.unwrap_or_default();
-        let mut patch = serde_json::Map::new();
-        if let Some(burn) = g.check.burn
-            && status.max_burn.is_none_or(|m| burn > m)
-        {
-            patch.insert(
-                "maxBurn".into(),
-                json!((burn * 10_000.0).round() / 10_000.0),
-            );
-        }
-        let hold = match step {
-            Step::Hold { kind, reason } => Some((*kind, reason.clone())),
-            _ => None,
-        };
-        let wanted = rollout::ledger::conditions(&g.check, hold.as_ref());
-        let (conditions, began) = merge_conditions(&status.conditions, &wanted, self.now());
-        if let Some(conditions) = conditions {
-            patch.insert("conditions".into(), json!(conditions));
-        }
-        for (kind, message) in began {
-            self.event(
-                EventType::Warning,
-                kind,
-                format!("holding the canary at its stage: {message}"),
-                None,
-            )
-            .await;
-        }
-        if patch.is_empty() {
-            return Ok(());
-        }
-        self.release_status(&release.name, json!({ "status": patch }))
-            .await
-    }
-
+impl Op<'_> {
     pub async fn apply(&self, step: Step) -> Result<(), RolloutError> {
         let release = self.gathered.release.as_ref().map(|r| r.name.clone());
         let closes = matches!(step, Step::RollBack(_) | Step::FinishPromotion { .. });
@@ -284,36 +38,6 @@ impl<'a> Op<'a> {
         result
     }
 
-    /// A write of the rollout failed: remember the error (the state machine's deadline
-    /// names it), put it on the Release, and record it as one Event series.
-    async fn blocked(&self, release: &str, error: &RolloutError) {
-        let text = error.to_string();
-        let repeated = self.gathered.last_error.as_deref() == Some(text.as_str());
-        self.ctx
-            .remember(release, |m| m.last_error = Some(text.clone()));
-        if repeated {
-            tracing::debug!(%release, error = %text, "rollout write still failing");
-        } else {
-            tracing::warn!(%release, error = %text, "rollout write failed; retrying until progressDeadline");
-            let _ = self
-                .release_status(
-                    release,
-                    json!({"status": {"reason": format!("{}{text}", ledger::RETRYING)}}),
-                )
-                .await;
-        }
-        self.event(
-            EventType::Warning,
-            "RolloutBlocked",
-            format!(
-                "retrying until progressDeadline {}: {text}",
-                self.tier.canary.progress_deadline
-            ),
-            None,
-        )
-        .await;
-    }
-
     async fn apply_inner(&self, step: Step) -> Result<(), RolloutError> {
         let key = &self.key;
         match step {
@@ -331,7 +55,6 @@ impl<'a> Op<'a> {
                         EventType::Normal,
                         "Superseded",
                         format!("release {old} superseded by revision {revision}; the canary restarts at stage 0"),
-                        None,
                     )
                     .await;
                 }
@@ -345,7 +68,7 @@ impl<'a> Op<'a> {
                 );
                 self.open_release(&revision, Some(plan), Some(band), remaining, ReleasePhase::Progressing, None)
                     .await?;
-                self.event(EventType::Normal, "CanaryStarted", summary, None).await;
+                self.event(EventType::Normal, "CanaryStarted", summary).await;
                 Ok(())
             }
             Step::StartStage { stage } => {
@@ -390,7 +113,6 @@ impl<'a> Op<'a> {
                         "stage {stage}: {name} runs revision {revision} with {replicas} pod(s) next to {} stable ({weight:.0}% of pods)",
                         self.gathered.view.replicas
                     ),
-                    None,
                 )
                 .await;
                 Ok(())
@@ -405,7 +127,6 @@ impl<'a> Op<'a> {
                         EventType::Warning,
                         "CanaryUnhealthy",
                         format!("check {failed_checks} of {} failed: {reason}", self.tier.canary.consecutive_failures),
-                        None,
                     )
                     .await;
                     let since = if failed_checks == 1 { Some(self.now()) } else { None };
@@ -427,7 +148,6 @@ impl<'a> Op<'a> {
                         self.gathered.view.replicas,
                         if manual { ", resumed by hand" } else { "; the previous stage held healthy for its pause" }
                     ),
-                    None,
                 )
                 .await;
                 Ok(())
@@ -459,7 +179,6 @@ impl<'a> Op<'a> {
                         "{}: unpaused; the Deployment rolls out revision {revision}",
                         if manual { "promoted by hand" } else { "every stage held healthy" }
                     ),
-                    None,
                 )
                 .await;
                 Ok(())
@@ -485,19 +204,11 @@ impl<'a> Op<'a> {
                             crate::decision::text_pct(c)
                         ))
                     ),
-                    None,
                 )
                 .await;
                 Ok(())
             }
             Step::RollBack(r) => self.roll_back(r).await,
-        }
-    }
-
-    fn stage_started_at(&self) -> Option<Time> {
-        match &self.gathered.view.progress {
-            Some(Ok(p)) => p.stage_started_at.map(Time),
-            _ => None,
         }
     }
 
@@ -589,215 +300,8 @@ impl<'a> Op<'a> {
                 restored.unwrap_or_default(),
                 if r.manual { " by hand" } else { "" }
             ),
-            None,
         )
         .await;
         Ok(())
     }
-
-    async fn failing_since(&self, release: &str) -> Option<jiff::Timestamp> {
-        let r = self.releases.get_status(release).await.ok()?;
-        r.status?.failing_since.map(|t| t.0)
-    }
-
-    /// Closes Release `name` in a final `phase`, clears its failed checks, counts the
-    /// outcome and drops the stage gauge.
-    async fn finish(
-        &self,
-        name: &str,
-        phase: ReleasePhase,
-        reason: String,
-        consumed: Option<f64>,
-    ) -> Result<(), RolloutError> {
-        let mut patch = json!({ "status": ReleaseStatus {
-            phase: Some(phase),
-            budget_consumed: consumed,
-            reason: Some(reason),
-            completed_at: Some(self.now()),
-            ..ReleaseStatus::default()
-        }});
-        patch["status"]["failedChecks"] = Value::Null;
-        self.release_status(name, patch).await?;
-        self.count(phase);
-        if phase != ReleasePhase::Superseded {
-            self.remove_stage_metric();
-        }
-        Ok(())
-    }
-
-    fn consumed(&self) -> Option<f64> {
-        let start = self
-            .gathered
-            .release
-            .as_ref()
-            .and_then(|r| r.remaining_at_start);
-        ledger::consumed(start, self.team_remaining())
-    }
-
-    /// Deletes the owned canary, its uid as precondition (a replaced object survives).
-    async fn delete_canary(&self, canary: &OwnedCanary) -> Result<(), RolloutError> {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(canary.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::foreground()
-        };
-        match self.deployments.delete(&canary.name, &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(RolloutError::write(format!(
-                "deleting the canary {}/{}",
-                self.key.namespace, canary.name
-            ))(e)),
-        }
-    }
-
-    /// Sets canary annotations on the Deployment (and clears a handled manual action).
-    async fn annotate(
-        &self,
-        mut annotations: Value,
-        clear_action: bool,
-    ) -> Result<(), RolloutError> {
-        if clear_action && let Some(a) = annotations.as_object_mut() {
-            a.insert(rollout::ACTION.into(), Value::Null);
-        }
-        self.patch_deployment(&json!({"metadata": {"annotations": annotations}}))
-            .await
-    }
-
-    /// A merge patch of the Deployment, its uid as precondition.
-    async fn patch_deployment(&self, patch: &Value) -> Result<(), RolloutError> {
-        let mut patch = patch.clone();
-        patch["metadata"]["uid"] = json!(self.gathered.view.uid);
-        self.deployments
-            .patch(&self.key.name, &merge_params(), &Patch::Merge(&patch))
-            .await
-            .map_err(RolloutError::write(format!("updating {}", self.key)))?;
-        Ok(())
-    }
-
-    fn count(&self, phase: ReleasePhase) {
-        let outcome = match phase {
-            ReleasePhase::Progressing => "progressing",
-            ReleasePhase::Promoted => "promoted",
-            ReleasePhase::RolledBack => "rolled_back",
-            ReleasePhase::Superseded => "superseded",
-            ReleasePhase::Direct => "direct",
-            ReleasePhase::Observed => "observed",
-            ReleasePhase::Failed => "failed",
-        };
-        self.ctx
-            .shared
-            .metrics
-            .rollouts
-            .get_or_create(&OutcomeLabels {
-                team: self.team.to_owned(),
-                outcome,
-            })
-            .inc();
-    }
-
-    fn stage_labels(&self) -> DeploymentLabels {
-        DeploymentLabels {
-            namespace: self.key.namespace.clone(),
-            deployment: self.key.name.clone(),
-        }
-    }
-
-    fn set_stage_metric(&self, stage: i64) {
-        self.ctx
-            .shared
-            .metrics
-            .rollout_stage
-            .get_or_create(&self.stage_labels())
-            .set(stage);
-    }
-
-    fn remove_stage_metric(&self) {
-        self.ctx
-            .shared
-            .metrics
-            .rollout_stage
-            .remove(&self.stage_labels());
-    }
-
-    async fn event(&self, type_: EventType, reason: &str, note: String, _: Option<()>) {
-        let reference = self.deployment.object_ref(&());
-        tracing::info!(deployment = %self.key, reason, "{note}");
-        let secondary =
-            self.gathered
-                .release
-                .as_ref()
-                .map(|r| k8s_openapi::api::core::v1::ObjectReference {
-                    api_version: Some(Release::api_version(&()).into_owned()),
-                    kind: Some("Release".into()),
-                    name: Some(r.name.clone()),
-                    namespace: Some(self.key.namespace.clone()),
-                    ..Default::default()
-                });
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Rollout".into(),
-            secondary,
-        };
-        if let Err(e) = self.ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(deployment = %self.key, error = %e, "could not record an event");
-        }
-    }
-}
-
-fn merge_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-/// The Release's conditions with `wanted` applied: `None` when nothing changed; the kinds
-/// of hold that began (for their Event).
-fn merge_conditions(
-    existing: &[Condition],
-    wanted: &[rollout::ledger::WantedCondition],
-    now: Time,
-) -> (Option<Vec<Condition>>, Vec<(&'static str, String)>) {
-    let mut out: Vec<Condition> = existing.to_vec();
-    let mut changed = false;
-    let mut began = Vec::new();
-    for w in wanted {
-        let status = if w.status { "True" } else { "False" };
-        match out.iter_mut().find(|c| c.type_ == w.type_) {
-            Some(c) if c.status == status && c.reason == w.reason && c.message == w.message => {}
-            Some(c) => {
-                if c.status != status {
-                    c.last_transition_time = now.clone();
-                    if w.status && w.hold {
-                        began.push((w.type_, w.message.clone()));
-                    }
-                }
-                c.status = status.into();
-                c.reason = w.reason.into();
-                c.message = w.message.clone();
-                changed = true;
-            }
-            None if !w.status && w.hold => {} // never held: no condition yet
-            None => {
-                if w.status && w.hold {
-                    began.push((w.type_, w.message.clone()));
-                }
-                out.push(Condition {
-                    type_: w.type_.into(),
-                    status: status.into(),
-                    reason: w.reason.into(),
-                    message: w.message.clone(),
-                    last_transition_time: now.clone(),
-                    observed_generation: None,
-                });
-                changed = true;
-            }
-        }
-    }
-    (changed.then_some(out), began)
 }

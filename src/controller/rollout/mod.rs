@@ -10,6 +10,8 @@
 //! interval), and counts against `progressDeadline` in the state machine.
 
 mod apply;
+mod op;
+mod releases;
 #[cfg(test)]
 mod tests;
 mod tracks;
@@ -254,7 +256,7 @@ pub(crate) async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Actio
         return Ok(idle);
     };
     let gathered = gather(&ctx, &d, &index, &tier, &team).await?;
-    let op = apply::Op::new(&ctx, &index, &tier, &team, &d, &gathered);
+    let op = op::Op::new(&ctx, &index, &tier, &team, &d, &gathered);
     if let Some(Ok(p)) = &gathered.view.progress {
         tracing::Span::current().record("revision", p.revision.as_str());
     }

@@ -278,14 +278,7 @@ fn assessment(remaining: f64, burn: f64) -> Assessment {
 /// The sample policy, namespace `shop` of team `payments` in `production`, and the team's
 /// budget (70% remaining, `burn` over 5m) evaluated 30s before `T0`.
 fn mk_index(team_burn: f64) -> Index {
-    let policy: ReliabilityPolicy = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/manifests/samples/policy.yaml"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let policy: ReliabilityPolicy = crate::policy::sample_policy();
     let mut index = Index {
         policy: Some(Policy::from_spec(&policy.spec).unwrap()),
         ..Index::default()
