@@ -30,14 +30,14 @@ pub type Readings = BTreeMap<(u64, Count), BTreeMap<ObjectKey, f64>>;
 pub enum ParseError {
     #[error("a {0} instead of an instant vector")]
     NotAVector(&'static str),
-    #[error("two series for SLO {0}")]
-    Duplicate(ObjectKey),
 }
 
 /// One batch's answer, split by SLO. Series of SLOs the batch did not ask for are ignored
 /// (recorded series of SLOs no longer in the policy); values that are not numbers
 /// (`NaN`, `±Inf`, from a raw query dividing by zero) are left out, so they read as missing.
 /// Tiny negative counts (a latency `+Inf − le` difference extrapolated apart) read as 0.
+/// An SLO whose query answers several series (a raw query that keeps a label) reads as
+/// missing, with a note: it goes Unknown alone, the others are read.
 pub fn split(
     batch: &Batch,
     data: &Data,
@@ -45,6 +45,7 @@ pub fn split(
     let vector = instant_vector(data)?;
     let mut values = BTreeMap::new();
     let mut notes = Vec::new();
+    let mut several = std::collections::BTreeSet::new();
     for series in vector {
         let labels = series.metric();
         let key = match batch.source {
@@ -67,8 +68,16 @@ pub fn split(
             continue;
         }
         if values.insert(key.clone(), value.max(0.0)).is_some() {
-            return Err(ParseError::Duplicate(key));
+            several.insert(key);
         }
+    }
+    for key in several {
+        values.remove(&key);
+        notes.push(format!(
+            "{key}: {} over {} answered several series, read as missing (the query must sum to one)",
+            batch.count.as_str(),
+            batch.range()
+        ));
     }
     Ok((values, notes))
 }
@@ -287,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn scalars_and_duplicates_are_refused() {
+    fn scalars_are_refused_and_an_slo_with_several_series_alone_reads_as_missing() {
         let scalar = data(r#"{"resultType":"scalar","result":[1764410400,"1"]}"#);
         assert_eq!(
             split(&batch(Source::Direct, &["a"]), &scalar).unwrap_err(),
@@ -296,12 +305,17 @@ mod tests {
         let twice = data(
             r#"{"resultType":"vector","result":[
                 {"metric":{"namespace":"shop","slo":"a","cluster":"x"},"value":[1,"1"]},
+                {"metric":{"namespace":"shop","slo":"b"},"value":[1,"3"]},
                 {"metric":{"namespace":"shop","slo":"a","cluster":"y"},"value":[1,"2"]}
             ]}"#,
         );
-        assert_eq!(
-            split(&batch(Source::Recorded, &["a"]), &twice).unwrap_err(),
-            ParseError::Duplicate(key("a"))
+        let (values, notes) = split(&batch(Source::Recorded, &["a", "b"]), &twice).unwrap();
+        assert_eq!(values, BTreeMap::from([(key("b"), 3.0)]));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("shop/a: ")
+                && notes[0].contains("answered several series, read as missing"),
+            "{notes:?}"
         );
     }
 
