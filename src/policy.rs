@@ -13,6 +13,10 @@ pub struct Policy {
     pub controller_users: BTreeSet<String>,
     pub max_exception: Duration,
     pub platform_freeze: bool,
+    /// Where SLO queries may read (DESIGN §9).
+    pub slo_namespace_label: String,
+    pub cross_namespace_slos: BTreeSet<String>,
+    pub raw_query_namespaces: BTreeSet<String>,
     pub tiers: BTreeMap<String, Tier>,
 }
 
@@ -90,17 +94,36 @@ impl Policy {
             .iter()
             .map(|(name, tier)| Tier::from_spec(name, tier).map(|t| (name.clone(), t)))
             .collect::<Result<_, _>>()?;
+        if !is_label_name(&spec.slo_namespace_label) || spec.slo_namespace_label.starts_with("__") {
+            return Err(invalid(
+                "spec.sloNamespaceLabel",
+                "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*) not starting with __",
+            ));
+        }
         Ok(Policy {
             default_tier: spec.default_tier.clone(),
             controller_users: spec.controller_users.iter().cloned().collect(),
             max_exception: spec.exceptions.max_duration.clone(),
             platform_freeze: spec.platform_freeze,
+            slo_namespace_label: spec.slo_namespace_label.clone(),
+            cross_namespace_slos: spec.cross_namespace_slos.iter().cloned().collect(),
+            raw_query_namespaces: spec.raw_query_namespaces.iter().cloned().collect(),
             tiers,
         })
     }
 
     pub fn tier(&self, name: &str) -> Option<&Tier> {
         self.tiers.get(name)
+    }
+
+    /// Where the SLOs of `namespace` may read.
+    pub fn confinement<'a>(&'a self, namespace: &'a str) -> crate::prom::query::Confinement<'a> {
+        crate::prom::query::Confinement {
+            namespace,
+            label: &self.slo_namespace_label,
+            cross_namespace: self.cross_namespace_slos.contains(namespace),
+            raw: self.raw_query_namespaces.contains(namespace),
+        }
     }
 }
 

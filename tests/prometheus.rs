@@ -32,6 +32,7 @@ kind: ReliabilityPolicy
 metadata: {name: platform}
 spec:
   defaultTier: production
+  rawQueryNamespaces: [search, ledger, shop]
   tiers:
     production:
       window: 30d
@@ -549,11 +550,38 @@ spec:
   objective: 99.9
   indicator:
     raw:
-      errorQuery: 'sum(increase(search_errors_total[{{window}}])'
+      # Parses, but this Prometheus has no such function: rejected at query time.
+      errorQuery: 'sum(mad_over_time(search_errors_total[{{window}}]))'
       totalQuery: 'sum(increase(search_requests_total[{{window}}]))'
 "#
         );
         write_policy(&root.join("broken"), &broken);
+        // A team's SLO that names another team's series: confined to its own namespace.
+        write_policy(
+            &root.join("confined"),
+            r#"apiVersion: budgetgate.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: {name: thief, namespace: shop}
+spec:
+  service: thief
+  objective: 99.9
+  indicator:
+    ratio:
+      errors: 'search_errors_total{namespace="search"}'
+      total: 'search_requests_total'
+---
+apiVersion: budgetgate.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: {name: query-availability, namespace: search}
+spec:
+  service: query
+  objective: 99.9
+  indicator:
+    ratio:
+      errors: 'search_errors_total'
+      total: 'search_requests_total'
+"#,
+        );
 
         // The scenario's recording rules, evaluated by promtool at exactly NOW. Prometheus
         // (and promtool) evaluate a group at an offset within its interval hashed from its
@@ -984,6 +1012,38 @@ fn one_slo_with_bad_promql_is_unknown_and_the_others_are_read() {
 }
 
 #[test]
+fn an_slo_cannot_read_or_disturb_another_namespaces_series() {
+    let server = server();
+    let policy = server.policy("confined").display().to_string();
+    let out = budgetgate(&[
+        "status",
+        "--policy",
+        &policy,
+        "--prometheus",
+        &server.url,
+        "--now",
+        NOW_RFC3339,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    // shop's SLO names search's series: confined to namespace shop, it reads nothing.
+    let thief = slo(&report, "shop", "thief");
+    assert_eq!(
+        (thief["state"].clone(), thief["remaining"].clone()),
+        (json!("Unknown"), Value::Null)
+    );
+    // search's own SLO, written without a namespace matcher, reads exactly its own counts.
+    let own = slo(&report, "search", "query-availability");
+    close(
+        &own["remaining"],
+        1.0 - burn(counts("search", "query-availability", 30 * DAY), 99.9),
+        1e-12,
+    );
+}
+
+#[test]
 fn prometheus_down_is_a_clear_error_with_exit_code_2() {
     let port = free_port();
     let out = budgetgate(&[
@@ -1163,9 +1223,18 @@ fn now() -> Timestamp {
     NOW_RFC3339.parse().expect("NOW is a timestamp")
 }
 
+/// An indicator's events, unconfined (the query shapes are what these tests read).
 fn events(indicator: &str) -> Result<Events, String> {
     let indicator: Indicator = serde_yaml_ng::from_str(indicator).expect("an indicator");
-    Events::from_indicator(&indicator)
+    Events::from_indicator(
+        &indicator,
+        &budgetgate::prom::query::Confinement {
+            namespace: "any",
+            label: "namespace",
+            cross_namespace: true,
+            raw: true,
+        },
+    )
 }
 
 /// The SLOs of the canary series, plus a raw SLO without `{{track}}` (the scenario's query).
@@ -1260,10 +1329,11 @@ async fn one_slo_with_bad_promql_leaves_the_other_canary_counts_read() {
     let typo = ObjectKey::new("shop", "typo-availability");
     slos.push((
         typo.clone(),
+        // Parses, but this Prometheus has no such function: rejected at query time.
         events(
-            r#"ratio:
-  errors: 'http_requests_total{namespace="shop",service="payments",code=~"5.("}'
-  total: 'http_requests_total{namespace="shop",service="payments"}'"#,
+            r#"raw:
+  errorQuery: 'sum(mad_over_time(http_requests_total{namespace="shop",service="payments",{{track}}}[{{window}}]))'
+  totalQuery: 'sum(increase(http_requests_total{namespace="shop",service="payments",{{track}}}[{{window}}]))'"#,
         ),
     ));
     let query = track_query(&slos, "track", &check_window());
@@ -1278,7 +1348,7 @@ async fn one_slo_with_bad_promql_leaves_the_other_canary_counts_read() {
         .clone()
         .expect_err("the typo is rejected");
     assert!(
-        why.starts_with("Prometheus rejected its query: ") && why.contains("5.("),
+        why.starts_with("Prometheus rejected its query: ") && why.contains("mad_over_time"),
         "{why}"
     );
     for truth in &server.tracks {

@@ -43,7 +43,23 @@ pub struct ReliabilityPolicySpec {
     /// Freeze every team of a tier whose platform aggregate budget is exhausted.
     #[serde(default)]
     pub platform_freeze: bool,
+    /// The series label that names a namespace: every `ratio` and `latency` selector of an
+    /// SLO is confined to the SLO's own namespace by it.
+    #[serde(default = "default_slo_namespace_label")]
+    pub slo_namespace_label: String,
+    /// Namespaces whose SLOs may read other namespaces' series (their selectors are not
+    /// confined).
+    #[serde(default, rename = "crossNamespaceSLOs")]
+    pub cross_namespace_slos: Vec<String>,
+    /// Namespaces whose SLOs may use `raw` indicators (free PromQL); elsewhere a raw SLO is
+    /// Unknown, with the reason.
+    #[serde(default)]
+    pub raw_query_namespaces: Vec<String>,
     pub tiers: BTreeMap<String, TierSpec>,
+}
+
+fn default_slo_namespace_label() -> String {
+    "namespace".into()
 }
 
 fn default_tier() -> String {

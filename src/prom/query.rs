@@ -77,21 +77,42 @@ pub enum Events {
     Raw { errors: String, total: String },
 }
 
+/// Where an SLO's queries may read (DESIGN §9): its namespace, by the label the policy
+/// names; raw PromQL only where the policy allows it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Confinement<'a> {
+    pub namespace: &'a str,
+    /// The series label naming a namespace (`sloNamespaceLabel`).
+    pub label: &'a str,
+    /// The namespace is in `crossNamespaceSLOs`: its selectors are not confined.
+    pub cross_namespace: bool,
+    /// The namespace is in `rawQueryNamespaces`.
+    pub raw: bool,
+}
+
 impl Events {
-    /// Checks the indicator and prepares its selectors.
-    pub fn from_indicator(indicator: &Indicator) -> Result<Events, String> {
+    /// Checks the indicator and prepares its selectors, confined to the SLO's namespace:
+    /// every `ratio` and `latency` selector must parse as a PromQL vector selector and gets
+    /// the matcher `<label>="<namespace>"` (added, never replacing: a selector that named
+    /// another namespace then matches nothing); `raw` needs the namespace to be allowed.
+    pub fn from_indicator(
+        indicator: &Indicator,
+        confinement: &Confinement,
+    ) -> Result<Events, String> {
         indicator.validate()?;
         if let Some(ratio) = &indicator.ratio {
-            check_selector("ratio.errors", &ratio.errors)?;
-            check_selector("ratio.total", &ratio.total)?;
             return Ok(Events::Ratio {
-                errors: ratio.errors.trim().to_owned(),
-                total: ratio.total.trim().to_owned(),
+                errors: confined_selector("ratio.errors", &ratio.errors, confinement)?,
+                total: confined_selector("ratio.total", &ratio.total, confinement)?,
             });
         }
         if let Some(latency) = &indicator.latency {
-            check_selector("latency.histogram", &latency.histogram)?;
-            if matches_on_le(&latency.histogram) {
+            let histogram =
+                confined_selector("latency.histogram", &latency.histogram, confinement)?;
+            if selector_matchers(&histogram)?
+                .iter()
+                .any(|m| m.name == "le")
+            {
                 return Err(
                     "latency.histogram must not match on le: budgetgate adds the bucket matchers"
                         .into(),
@@ -99,18 +120,35 @@ impl Events {
             }
             let le = le_regex(&latency.threshold)?;
             return Ok(Events::Latency {
-                total: with_matcher(&latency.histogram, r#"le="+Inf""#),
-                good: with_matcher(&latency.histogram, &format!("le=~\"{le}\"")),
+                total: with_matcher(&histogram, r#"le="+Inf""#),
+                good: with_matcher(&histogram, &format!("le=~\"{le}\"")),
             });
         }
         match &indicator.raw {
             Some(raw) if raw.error_query.trim().is_empty() || raw.total_query.trim().is_empty() => {
                 Err("raw.errorQuery and raw.totalQuery must not be empty".into())
             }
-            Some(raw) => Ok(Events::Raw {
-                errors: raw.error_query.trim().to_owned(),
-                total: raw.total_query.trim().to_owned(),
-            }),
+            Some(_) if !confinement.raw => Err(format!(
+                "raw indicators are accepted only from namespaces the policy lists in rawQueryNamespaces; {} is not one",
+                confinement.namespace
+            )),
+            Some(raw) => {
+                for (field, query) in [
+                    ("raw.errorQuery", &raw.error_query),
+                    ("raw.totalQuery", &raw.total_query),
+                ] {
+                    let sample = query
+                        .replace(WINDOW_PLACEHOLDER, "5m")
+                        .replace(TRACK_PLACEHOLDER, r#"track="canary""#);
+                    promql_parser::parser::parse(&sample).map_err(|e| {
+                        format!("{field}: {query:?} is not a PromQL expression: {e}")
+                    })?;
+                }
+                Ok(Events::Raw {
+                    errors: raw.error_query.trim().to_owned(),
+                    total: raw.total_query.trim().to_owned(),
+                })
+            }
             None => Err("one of ratio, latency or raw is required".into()),
         }
     }
@@ -167,67 +205,48 @@ impl Events {
     }
 }
 
-/// A metric selector: `name`, `name{…}` or `{…}` — something `[range]` can follow.
-fn check_selector(field: &str, selector: &str) -> Result<(), String> {
-    let s = selector.trim();
-    let name_len = s
-        .char_indices()
-        .take_while(|(i, c)| {
-            c.is_ascii_alphabetic() || *c == '_' || *c == ':' || (*i > 0 && c.is_ascii_digit())
-        })
-        .count();
-    let rest = s[name_len..].trim_start();
-    let ok = match rest {
-        "" => name_len > 0,
-        r => r.starts_with('{') && r.ends_with('}'),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{field}: {selector:?} is not a series selector such as http_requests_total{{code=~\"5..\"}}"
-        ))
+/// The matchers of a plain vector selector (`name`, `name{…}` or `{…}`: something `[range]`
+/// can follow, without offset, `@` or `or`), parsed by a PromQL parser.
+fn selector_matchers(selector: &str) -> Result<Vec<promql_parser::label::Matcher>, String> {
+    use promql_parser::parser::Expr;
+    match promql_parser::parser::parse(selector.trim()) {
+        Ok(Expr::VectorSelector(v))
+            if v.offset.is_none() && v.at.is_none() && v.matchers.or_matchers.is_empty() =>
+        {
+            let mut matchers = v.matchers.matchers;
+            if let Some(name) = v.name {
+                matchers.push(promql_parser::label::Matcher::new(
+                    promql_parser::label::MatchOp::Equal,
+                    "__name__",
+                    &name,
+                ));
+            }
+            Ok(matchers)
+        }
+        _ => Err(String::new()),
     }
 }
 
-/// Whether a selector already has a matcher on `le`.
-fn matches_on_le(selector: &str) -> bool {
-    let Some(open) = selector.find('{') else {
-        return false;
-    };
-    let inner = &selector[open + 1..];
-    let mut in_string: Option<char> = None;
-    let mut escaped = false;
-    let mut token_start = true;
-    let chars: Vec<char> = inner.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if let Some(quote) = in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == quote {
-                in_string = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '\'' | '`' => in_string = Some(c),
-            ',' | '{' => token_start = true,
-            c if c.is_whitespace() => {}
-            'l' if token_start => {
-                let after: String = chars[i + 1..].iter().collect();
-                if let Some(rest) = after.strip_prefix('e')
-                    && rest.trim_start().starts_with(['=', '!'])
-                {
-                    return true;
-                }
-                token_start = false;
-            }
-            _ => token_start = false,
-        }
+/// A selector checked and confined to the namespace (unless it may read across them).
+fn confined_selector(field: &str, selector: &str, c: &Confinement) -> Result<String, String> {
+    let matchers = selector_matchers(selector).map_err(|_| {
+        format!(
+            "{field}: {selector:?} is not a series selector such as http_requests_total{{code=~\"5..\"}}"
+        )
+    })?;
+    let selector = selector.trim();
+    let own = matchers.iter().any(|m| {
+        m.name == c.label
+            && m.value == c.namespace
+            && matches!(m.op, promql_parser::label::MatchOp::Equal)
+    });
+    if c.cross_namespace || own {
+        return Ok(selector.to_owned());
     }
-    false
+    Ok(with_matcher(
+        selector,
+        &format!("{}={}", c.label, quote(c.namespace)),
+    ))
 }
 
 /// Adds a label matcher to a selector: `m{a="b"}` → `m{a="b",le="+Inf"}`, `m` → `m{le="+Inf"}`.
@@ -355,7 +374,7 @@ pub fn plan(index: &Index, at: Timestamp) -> Plan {
             period,
             calendar: matches!(window, Window::Calendar(_)),
             windows: tier.burn_windows().into_iter().collect(),
-            events: Events::from_indicator(&spec.indicator),
+            events: Events::from_indicator(&spec.indicator, &policy.confinement(&key.namespace)),
         });
     }
     Plan { at, slos }
@@ -682,6 +701,14 @@ impl TrackCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No confinement: the tests of query shapes.
+    const OPEN: Confinement = Confinement {
+        namespace: "shop",
+        label: "namespace",
+        cross_namespace: true,
+        raw: true,
+    };
     use crate::api::{LatencyIndicator, RatioIndicator, RawIndicator};
 
     fn ratio(errors: &str, total: &str) -> Indicator {
@@ -706,10 +733,13 @@ mod tests {
 
     #[test]
     fn ratio_counts_are_summed_increases_of_the_selectors() {
-        let events = Events::from_indicator(&ratio(
-            r#"http_requests_total{service="checkout",code=~"5.."}"#,
-            r#" http_requests_total{service="checkout"} "#,
-        ))
+        let events = Events::from_indicator(
+            &ratio(
+                r#"http_requests_total{service="checkout",code=~"5.."}"#,
+                r#" http_requests_total{service="checkout"} "#,
+            ),
+            &OPEN,
+        )
         .unwrap();
         assert_eq!(
             events.expr(Count::Bad, "5m"),
@@ -723,10 +753,13 @@ mod tests {
 
     #[test]
     fn latency_bad_is_the_inf_bucket_minus_the_threshold_bucket() {
-        let events = Events::from_indicator(&latency(
-            r#"http_request_duration_seconds_bucket{service="cart"}"#,
-            "0.3",
-        ))
+        let events = Events::from_indicator(
+            &latency(
+                r#"http_request_duration_seconds_bucket{service="cart"}"#,
+                "0.3",
+            ),
+            &OPEN,
+        )
         .unwrap();
         assert_eq!(
             events.expr(Count::Total, "1h"),
@@ -768,38 +801,43 @@ mod tests {
 
     #[test]
     fn a_histogram_selector_matching_on_le_is_refused() {
-        let e = Events::from_indicator(&latency(r#"h_bucket{le="0.3"}"#, "0.3")).unwrap_err();
+        let e =
+            Events::from_indicator(&latency(r#"h_bucket{le="0.3"}"#, "0.3"), &OPEN).unwrap_err();
         assert_eq!(
             e,
             "latency.histogram must not match on le: budgetgate adds the bucket matchers"
         );
         assert!(
-            Events::from_indicator(&latency(r#"h_bucket{handle="x", le !~ "1"}"#, "1")).is_err()
+            Events::from_indicator(&latency(r#"h_bucket{handle="x", le !~ "1"}"#, "1"), &OPEN)
+                .is_err()
         );
-        assert!(Events::from_indicator(&latency(r#"h_bucket{file="le=1"}"#, "1")).is_ok());
-        assert!(Events::from_indicator(&latency(r#"h_bucket{lease="1"}"#, "1")).is_ok());
+        assert!(Events::from_indicator(&latency(r#"h_bucket{file="le=1"}"#, "1"), &OPEN).is_ok());
+        assert!(Events::from_indicator(&latency(r#"h_bucket{lease="1"}"#, "1"), &OPEN).is_ok());
     }
 
     #[test]
     fn non_selectors_are_refused_with_the_field() {
-        let e = Events::from_indicator(&ratio("rate(x[5m])", "y")).unwrap_err();
+        let e = Events::from_indicator(&ratio("rate(x[5m])", "y"), &OPEN).unwrap_err();
         assert_eq!(
             e,
             "ratio.errors: \"rate(x[5m])\" is not a series selector such as http_requests_total{code=~\"5..\"}"
         );
-        assert!(Events::from_indicator(&ratio("", "y")).is_err());
-        assert!(Events::from_indicator(&ratio("{job=\"a\"}", "y:recorded")).is_ok());
+        assert!(Events::from_indicator(&ratio("", "y"), &OPEN).is_err());
+        assert!(Events::from_indicator(&ratio("{job=\"a\"}", "y:recorded"), &OPEN).is_ok());
     }
 
     #[test]
     fn raw_templates_get_the_window_and_one_sum() {
-        let events = Events::from_indicator(&Indicator {
-            raw: Some(RawIndicator {
-                error_query: "sum(increase(x_errors_total[{{window}}]))".into(),
-                total_query: "increase(x_total[{{window}}]) * 2".into(),
-            }),
-            ..Indicator::default()
-        })
+        let events = Events::from_indicator(
+            &Indicator {
+                raw: Some(RawIndicator {
+                    error_query: "sum(increase(x_errors_total[{{window}}]))".into(),
+                    total_query: "increase(x_total[{{window}}]) * 2".into(),
+                }),
+                ..Indicator::default()
+            },
+            &OPEN,
+        )
         .unwrap();
         assert_eq!(
             events.expr(Count::Bad, "6h"),
@@ -869,6 +907,108 @@ tiers:
         assert_eq!(batches(&small, false, 500).len(), 8 * 2);
     }
 
+    fn confined(namespace: &str, cross: bool, raw_ok: bool) -> Confinement<'_> {
+        Confinement {
+            namespace,
+            label: "namespace",
+            cross_namespace: cross,
+            raw: raw_ok,
+        }
+    }
+
+    #[test]
+    fn selectors_are_confined_to_the_slos_namespace() {
+        let shop = confined("shop", false, false);
+        let errors = |selector: &str, c: &Confinement| match Events::from_indicator(
+            &ratio(selector, "t"),
+            c,
+        ) {
+            Ok(Events::Ratio { errors, .. }) => errors,
+            other => panic!("{other:?}"),
+        };
+        // No namespace: confined by an added matcher.
+        assert_eq!(errors("e", &shop), r#"e{namespace="shop"}"#);
+        assert_eq!(
+            errors(r#"e{code="500"}"#, &shop),
+            r#"e{code="500",namespace="shop"}"#
+        );
+        // Its own namespace already: unchanged.
+        assert_eq!(
+            errors(r#"e{namespace="shop"}"#, &shop),
+            r#"e{namespace="shop"}"#
+        );
+        // Another team's namespace, or all of them: the added matcher makes it read only
+        // its own (and nothing when it named another).
+        assert_eq!(
+            errors(r#"e{namespace="payments"}"#, &shop),
+            r#"e{namespace="payments",namespace="shop"}"#
+        );
+        assert_eq!(
+            errors(r#"e{namespace=~".+"}"#, &shop),
+            r#"e{namespace=~".+",namespace="shop"}"#
+        );
+        // A platform-listed namespace reads across namespaces.
+        assert_eq!(
+            errors(r#"e{namespace=~".+"}"#, &confined("shop", true, false)),
+            r#"e{namespace=~".+"}"#
+        );
+        // The policy's label, whatever it is called.
+        let k8s = Confinement {
+            label: "k8s_namespace",
+            ..shop
+        };
+        assert_eq!(errors("e", &k8s), r#"e{k8s_namespace="shop"}"#);
+        // Latency: the histogram is confined, then the bucket matchers follow.
+        match Events::from_indicator(&latency("h_bucket", "0.3"), &shop).unwrap() {
+            Events::Latency { total, .. } => {
+                assert_eq!(total, r#"h_bucket{namespace="shop",le="+Inf"}"#)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn anything_but_a_plain_selector_is_refused_by_the_parser() {
+        let shop = confined("shop", false, false);
+        for bad in [
+            "rate(e[5m])",
+            "e[5m]",
+            "e offset 1h",
+            "e @ 1700000000",
+            "sum(e) by (pod)",
+            r#"e{code="5"}) by (pod"#,
+            "e or f",
+        ] {
+            let got = Events::from_indicator(&ratio(bad, "t"), &shop).unwrap_err();
+            assert_eq!(
+                got,
+                format!(
+                    r#"ratio.errors: {bad:?} is not a series selector such as http_requests_total{{code=~"5.."}}"#
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn raw_queries_only_from_listed_namespaces_and_only_whole_expressions() {
+        let q = "sum(increase(e[{{window}}]))";
+        assert_eq!(
+            Events::from_indicator(&raw(q, q), &confined("shop", false, false)).unwrap_err(),
+            "raw indicators are accepted only from namespaces the policy lists in rawQueryNamespaces; shop is not one"
+        );
+        assert!(Events::from_indicator(&raw(q, q), &confined("shop", false, true)).is_ok());
+        // A fragment that would break out of budgetgate's sum(...) is not an expression.
+        let injected = "increase(e[{{window}}])) by (pod";
+        let e =
+            Events::from_indicator(&raw(injected, q), &confined("shop", false, true)).unwrap_err();
+        assert!(
+            e.starts_with(
+                "raw.errorQuery: \"increase(e[{{window}}])) by (pod\" is not a PromQL expression"
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_union_tags_every_slo() {
         let plan = plan(&index(2, 0), at());
@@ -877,8 +1017,9 @@ tiers:
             (b.range_seconds, b.count, b.source),
             (300, Count::Bad, Source::Direct)
         );
-        let one = r#"label_replace(sum(increase(e{i="0"}[5m])), "budgetgate_slo", "shop/slo-0000", "", "")"#;
-        let two = r#"label_replace(sum(increase(e{i="1"}[5m])), "budgetgate_slo", "shop/slo-0001", "", "")"#;
+        // Each selector confined to its SLO's namespace.
+        let one = r#"label_replace(sum(increase(e{i="0",namespace="shop"}[5m])), "budgetgate_slo", "shop/slo-0000", "", "")"#;
+        let two = r#"label_replace(sum(increase(e{i="1",namespace="shop"}[5m])), "budgetgate_slo", "shop/slo-0001", "", "")"#;
         assert_eq!(b.promql, format!("({one}) or ({two})"));
         let (first, second) = b.halves().unwrap();
         assert_eq!(first.members.len(), 1);
@@ -963,10 +1104,13 @@ tiers:
 
     #[test]
     fn ratio_tracks_add_the_matcher_to_both_selectors() {
-        let events = Events::from_indicator(&ratio(
-            r#"http_requests_total{service="checkout",code=~"5.."}"#,
-            r#"http_requests_total{service="checkout"}"#,
-        ))
+        let events = Events::from_indicator(
+            &ratio(
+                r#"http_requests_total{service="checkout",code=~"5.."}"#,
+                r#"http_requests_total{service="checkout"}"#,
+            ),
+            &OPEN,
+        )
         .unwrap();
         let expr = |count, track| events.track_expr(count, track, "track", "5m").unwrap();
         assert_eq!(
@@ -989,7 +1133,8 @@ tiers:
 
     #[test]
     fn track_matchers_fit_selectors_without_braces_or_with_empty_ones() {
-        let events = Events::from_indicator(&ratio("errors_total", "requests_total{}")).unwrap();
+        let events =
+            Events::from_indicator(&ratio("errors_total", "requests_total{}"), &OPEN).unwrap();
         assert_eq!(
             events
                 .track_expr(Count::Bad, Track::Canary, "rollout_track", "90s")
@@ -1006,10 +1151,13 @@ tiers:
 
     #[test]
     fn latency_tracks_keep_bad_as_inf_bucket_minus_threshold_bucket_within_the_track() {
-        let events = Events::from_indicator(&latency(
-            r#"http_request_duration_seconds_bucket{service="cart"}"#,
-            "0.3",
-        ))
+        let events = Events::from_indicator(
+            &latency(
+                r#"http_request_duration_seconds_bucket{service="cart"}"#,
+                "0.3",
+            ),
+            &OPEN,
+        )
         .unwrap();
         assert_eq!(
             events
@@ -1027,10 +1175,13 @@ tiers:
 
     #[test]
     fn raw_tracks_expand_the_track_placeholder_to_the_matcher() {
-        let events = Events::from_indicator(&raw(
-            r#"sum(rate(x_errors_total{job="x",{{track}}}[{{window}}])) * 60"#,
-            r#"sum(increase(x_total{ {{track}} }[{{window}}]))"#,
-        ))
+        let events = Events::from_indicator(
+            &raw(
+                r#"sum(rate(x_errors_total{job="x",{{track}}}[{{window}}])) * 60"#,
+                r#"sum(increase(x_total{ {{track}} }[{{window}}]))"#,
+            ),
+            &OPEN,
+        )
         .unwrap();
         assert_eq!(
             events
@@ -1054,15 +1205,21 @@ tiers:
 
     #[test]
     fn a_raw_indicator_without_the_track_placeholder_in_both_queries_cannot_be_split() {
-        let neither = Events::from_indicator(&raw(
-            "sum(increase(x_errors_total[{{window}}]))",
-            "sum(increase(x_total[{{window}}]))",
-        ))
+        let neither = Events::from_indicator(
+            &raw(
+                "sum(increase(x_errors_total[{{window}}]))",
+                "sum(increase(x_total[{{window}}]))",
+            ),
+            &OPEN,
+        )
         .unwrap();
-        let one = Events::from_indicator(&raw(
-            "sum(increase(x_errors_total{ {{track}} }[{{window}}]))",
-            "sum(increase(x_total[{{window}}]))",
-        ))
+        let one = Events::from_indicator(
+            &raw(
+                "sum(increase(x_errors_total{ {{track}} }[{{window}}]))",
+                "sum(increase(x_total[{{window}}]))",
+            ),
+            &OPEN,
+        )
         .unwrap();
         for events in [&neither, &one] {
             for (count, track) in TRACK_SERIES {
@@ -1078,15 +1235,24 @@ tiers:
         let whole = ObjectKey::new("search", "whole");
         let broken = ObjectKey::new("shop", "broken");
         let slos = [
-            (checkout.clone(), Events::from_indicator(&ratio("e", "t"))),
+            (
+                checkout.clone(),
+                Events::from_indicator(&ratio("e", "t"), &OPEN),
+            ),
             (
                 whole.clone(),
-                Events::from_indicator(&raw("sum(e[{{window}}])", "sum(t[{{window}}])")),
+                Events::from_indicator(
+                    &raw(
+                        "sum(increase(e[{{window}}]))",
+                        "sum(increase(t[{{window}}]))",
+                    ),
+                    &OPEN,
+                ),
             ),
             (broken.clone(), Err("ratio.errors: nonsense".to_owned())),
             (
                 search.clone(),
-                Events::from_indicator(&raw("e{ {{track}} }", "t{ {{track}} }")),
+                Events::from_indicator(&raw("e{ {{track}} }", "t{ {{track}} }"), &OPEN),
             ),
         ];
         let query = track_query(&slos, "track", &five_minutes());
@@ -1165,7 +1331,7 @@ tiers:
     #[test]
     fn a_track_label_that_is_not_a_label_name_queries_nothing() {
         let key = ObjectKey::new("shop", "checkout");
-        let slos = [(key.clone(), Events::from_indicator(&ratio("e", "t")))];
+        let slos = [(key.clone(), Events::from_indicator(&ratio("e", "t"), &OPEN))];
         for label in ["", "1track", "track\"}", "rollout-track"] {
             let query = track_query(&slos, label, &five_minutes());
             assert_eq!(query.promql, "", "{label}");
@@ -1187,7 +1353,7 @@ tiers:
     fn a_check_with_nothing_to_split_sends_nothing() {
         let key = ObjectKey::new("search", "whole");
         let query = track_query(
-            &[(key.clone(), Events::from_indicator(&raw("e", "t")))],
+            &[(key.clone(), Events::from_indicator(&raw("e", "t"), &OPEN))],
             "track",
             &five_minutes(),
         );

@@ -150,13 +150,14 @@ pub fn rule_file(index: &Index) -> (RuleFile, Vec<String>) {
             ));
             continue;
         };
-        let events = match Events::from_indicator(&spec.indicator) {
-            Ok(events) => events,
-            Err(why) => {
-                notes.push(format!("{key}: no rules: {why}"));
-                continue;
-            }
-        };
+        let events =
+            match Events::from_indicator(&spec.indicator, &policy.confinement(&key.namespace)) {
+                Ok(events) => events,
+                Err(why) => {
+                    notes.push(format!("{key}: no rules: {why}"));
+                    continue;
+                }
+            };
         let mut labels = BTreeMap::from([
             (TIER_LABEL.to_owned(), tier_name.clone()),
             (NAMESPACE_LABEL.to_owned(), key.namespace.clone()),
@@ -414,7 +415,8 @@ indicator: {{ratio: {{errors: 'e{{code="500"}}', total: 'e'}}}}
             file.groups[0].rules[0],
             Rule::Record {
                 record: "budgetgate:slo_bad_events:increase5m".into(),
-                expr: r#"sum(increase(e{code="500"}[5m]))"#.into(),
+                // Confined to the SLO's namespace by the parser-checked selector.
+                expr: r#"sum(increase(e{code="500",namespace="shop"}[5m]))"#.into(),
                 labels: labels.clone(),
             }
         );

@@ -134,7 +134,8 @@ impl Scoreboard {
             let Some(window) = window else { continue };
             let period = Period::at(&window, now);
             let b = budget_ratio(spec.objective);
-            let events = Events::from_indicator(&spec.indicator);
+            let events =
+                Events::from_indicator(&spec.indicator, &policy.confinement(&key.namespace));
             jobs.push(async move {
                 let now = now.as_second();
                 let end = period.start.as_second() + period.length_seconds;

@@ -75,7 +75,13 @@ impl TrackReader {
                     (
                         k.clone(),
                         spec.objective,
-                        Events::from_indicator(&spec.indicator),
+                        match &index.policy {
+                            Some(policy) => Events::from_indicator(
+                                &spec.indicator,
+                                &policy.confinement(&k.namespace),
+                            ),
+                            None => Err("no policy".to_owned()),
+                        },
                     )
                 })
                 .collect();
