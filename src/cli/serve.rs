@@ -94,13 +94,14 @@ async fn serve(role: Role) -> anyhow::Result<()> {
     };
 
     // The controller, leader-elected.
+    let mut leadership = None;
     if let (
         Role::Controller(super::ControllerArgs { controller, .. })
         | Role::Serve(ServeArgs { controller, .. }),
         Some(client),
     ) = (&role, &client)
     {
-        tasks.push(start_controller(client.clone(), controller, &shared, &stop_rx).await?);
+        leadership = Some(start_controller(client.clone(), controller, &shared, &stop_rx).await?);
     }
 
     let metrics_listener = tokio::net::TcpListener::bind(metrics_listen)
@@ -175,6 +176,9 @@ async fn serve(role: Role) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("stop requested");
     let _ = stop_tx.send(true);
+    if let Some(leadership) = leadership {
+        leadership.stop().await;
+    }
     if let Some(admission) = admission {
         let _ = admission.await;
     }
@@ -247,36 +251,23 @@ async fn start_controller(
     opts: &ControllerOpts,
     shared: &Arc<Shared>,
     stop: &Shutdown,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<Leadership> {
     let identity = opts.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let duration = opts.lease_duration.seconds().max(2);
-    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &opts.lease_name)
-        .with_namespace(&opts.lease_namespace)
-        .with_identity(&identity)
-        .with_duration(duration)
-        .with_grace((duration / 3).max(1))
-        .build()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot use the Lease {}/{}",
-                opts.lease_namespace, opts.lease_name
-            )
-        })?;
-    let (leader, _lease_task) = lease.watch().await;
-    {
-        let mut leader = leader.clone();
-        let identity = identity.clone();
-        tokio::spawn(async move {
-            while leader.changed().await.is_ok() {
-                let leading = *leader.borrow_and_update();
-                tracing::info!(%identity, leading, "leadership changed");
-            }
-        });
-    }
+    let election = crate::controller::lease::Election::start(
+        client.clone(),
+        crate::controller::lease::LeaseParams {
+            namespace: opts.lease_namespace.clone(),
+            name: opts.lease_name.clone(),
+            identity: identity.clone(),
+            duration: opts.lease_duration.seconds().max(2),
+            poll: STANDBY_POLL,
+        },
+    )
+    .await?;
+    let leader = election.leader.clone();
     let tracks =
         opts.source
             .prometheus
@@ -284,7 +275,7 @@ async fn start_controller(
             .map(|url| crate::controller::rollout::TrackReader {
                 config: opts.prometheus_options.config(url),
             });
-    tokio::spawn(
+    let rollouts = tokio::spawn(
         crate::controller::rollout::run(
             client.clone(),
             shared.clone(),
@@ -314,7 +305,35 @@ async fn start_controller(
         leader,
         Some(identity),
     );
-    Ok(tokio::spawn(controller.run(stop.clone())))
+    Ok(Leadership {
+        election,
+        work: vec![rollouts, tokio::spawn(controller.run(stop.clone()))],
+    })
+}
+
+/// How often a standby looks at the Lease: the handover after a graceful stop of the leader.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// The leader-elected work and its election.
+struct Leadership {
+    election: crate::controller::lease::Election,
+    work: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Leadership {
+    /// After the stop signal: lets the work finish what it is writing (bounded), then gives
+    /// the Lease up so a standby takes over at once rather than after the lease duration.
+    async fn stop(self) {
+        for task in self.work {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the controller did not stop within 10 s");
+            }
+        }
+        self.election.release(Duration::from_secs(5)).await;
+    }
 }
 
 async fn wait_for_signal() {

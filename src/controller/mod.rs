@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod lease;
 pub mod rollout;
 
 pub const FIELD_MANAGER: &str = "budgetgate";
