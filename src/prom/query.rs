@@ -109,9 +109,8 @@ impl Events {
         if let Some(latency) = &indicator.latency {
             let histogram =
                 confined_selector("latency.histogram", &latency.histogram, confinement)?;
-            if selector_matchers(&histogram)?
-                .iter()
-                .any(|m| m.name == "le")
+            if plain_selector(&histogram)
+                .is_some_and(|v| v.matchers.matchers.iter().any(|m| m.name == "le"))
             {
                 return Err(
                     "latency.histogram must not match on le: budgetgate adds the bucket matchers"
@@ -205,48 +204,45 @@ impl Events {
     }
 }
 
-/// The matchers of a plain vector selector (`name`, `name{…}` or `{…}`: something `[range]`
-/// can follow, without offset, `@` or `or`), parsed by a PromQL parser.
-fn selector_matchers(selector: &str) -> Result<Vec<promql_parser::label::Matcher>, String> {
+/// A plain vector selector (`name`, `name{…}` or `{…}`: something `[range]` can follow,
+/// without offset, `@` or `or`), parsed by a PromQL parser.
+fn plain_selector(selector: &str) -> Option<promql_parser::parser::VectorSelector> {
     use promql_parser::parser::Expr;
     match promql_parser::parser::parse(selector.trim()) {
         Ok(Expr::VectorSelector(v))
             if v.offset.is_none() && v.at.is_none() && v.matchers.or_matchers.is_empty() =>
         {
-            let mut matchers = v.matchers.matchers;
-            if let Some(name) = v.name {
-                matchers.push(promql_parser::label::Matcher::new(
-                    promql_parser::label::MatchOp::Equal,
-                    "__name__",
-                    &name,
-                ));
-            }
-            Ok(matchers)
+            Some(v)
         }
-        _ => Err(String::new()),
+        _ => None,
     }
 }
 
-/// A selector checked and confined to the namespace (unless it may read across them).
+/// A selector checked and confined to the namespace (unless it may read across them), as
+/// the parser's rendering of it: the text the user wrote never reaches a query, so nothing
+/// in it (a `#` comment, odd spacing) can hide the added matcher or what follows it.
 fn confined_selector(field: &str, selector: &str, c: &Confinement) -> Result<String, String> {
-    let matchers = selector_matchers(selector).map_err(|_| {
+    use promql_parser::label::{MatchOp, Matcher};
+    let mut parsed = plain_selector(selector).ok_or_else(|| {
         format!(
             "{field}: {selector:?} is not a series selector such as http_requests_total{{code=~\"5..\"}}"
         )
     })?;
-    let selector = selector.trim();
-    let own = matchers.iter().any(|m| {
-        m.name == c.label
-            && m.value == c.namespace
-            && matches!(m.op, promql_parser::label::MatchOp::Equal)
-    });
-    if c.cross_namespace || own {
-        return Ok(selector.to_owned());
+    let matchers = &mut parsed.matchers.matchers;
+    let own = matchers
+        .iter()
+        .any(|m| m.name == c.label && m.value == c.namespace && matches!(m.op, MatchOp::Equal));
+    if !c.cross_namespace && !own {
+        matchers.push(Matcher::new(MatchOp::Equal, c.label, c.namespace));
     }
-    Ok(with_matcher(
-        selector,
-        &format!("{}={}", c.label, quote(c.namespace)),
-    ))
+    // The parser's rendering of each matcher, in the order written (its rendering of the
+    // whole selector sorts them).
+    let name = parsed.name.as_deref().unwrap_or("");
+    let body: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+    Ok(match body.is_empty() {
+        true => name.to_owned(),
+        false => format!("{name}{{{}}}", body.join(",")),
+    })
 }
 
 /// Adds a label matcher to a selector: `m{a="b"}` → `m{a="b",le="+Inf"}`, `m` → `m{le="+Inf"}`.
@@ -964,6 +960,51 @@ tiers:
                 assert_eq!(total, r#"h_bucket{namespace="shop",le="+Inf"}"#)
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_selectors_text_never_reaches_the_query_only_its_parse() {
+        let shop = confined("shop", false, false);
+        let errors = |selector: &str| match Events::from_indicator(&ratio(selector, "t"), &shop) {
+            Ok(Events::Ratio { errors, .. }) => errors,
+            other => panic!("{other:?}"),
+        };
+        // A comment ending in a brace would have swallowed the added matcher (and the rest
+        // of the query's line): rendered from the parse, the comment is gone.
+        assert_eq!(
+            errors(r#"e{namespace="payments"} # }"#),
+            r#"e{namespace="payments",namespace="shop"}"#
+        );
+        assert_eq!(
+            errors("e # {namespace=\"payments\"}\n"),
+            r#"e{namespace="shop"}"#
+        );
+        // Spacing and quoting come out canonical; escapes survive.
+        assert_eq!(
+            errors(" e { code = '5..' , } "),
+            r#"e{code="5..",namespace="shop"}"#
+        );
+        assert_eq!(
+            errors(r#"e{path="a\"b\\c"}"#),
+            r#"e{path="a\"b\\c",namespace="shop"}"#
+        );
+        // Every rendered query parses, with the confinement in every selector.
+        for selector in [
+            r#"e{namespace="payments"} # }"#,
+            "{__name__=\"e\"}",
+            "e{a=~\"x|y\"}",
+        ] {
+            let events = Events::from_indicator(&ratio(selector, "t"), &shop).unwrap();
+            for track in [Track::Canary, Track::Stable] {
+                let query = events.track_expr(Count::Bad, track, "track", "5m").unwrap();
+                let parsed =
+                    promql_parser::parser::parse(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
+                assert!(
+                    format!("{parsed}").contains(r#"namespace="shop""#),
+                    "{query}"
+                );
+            }
         }
     }
 
