@@ -1,0 +1,7 @@
+//! The policy loader on any file (see `checks::policy_yaml`).
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::policy_yaml(data));

@@ -1,0 +1,7 @@
+//! SLO query confinement on any indicator (see `checks::promql_confinement`).
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::promql_confinement(data));

@@ -1,0 +1,7 @@
+//! The review path on any bytes (see `checks::review`).
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::review(data));
