@@ -14,6 +14,15 @@
 //! would vanish with it; Prometheus keeps what it already scraped, so a budget spent by a
 //! pod stays spent after the pod is gone.
 //!
+//! Each pod's own series are also served at `/pods/<namespace>/<pod>/metrics` as the pod's
+//! /metrics would be: without `namespace`, `pod` or `track`, which the scrape adds. With
+//! `--targets FILE` the simulator writes a Prometheus file_sd file listing those endpoints
+//! with the labels Kubernetes service discovery gives a pod (`__meta_kubernetes_namespace`,
+//! `__meta_kubernetes_pod_name`, `__meta_kubernetes_pod_label_budgetgate_dev_track`), so a
+//! Prometheus without Kubernetes discovery scrapes them through the same relabel rules as in
+//! a real cluster; a pod then serves nothing until its endpoint has been scraped once, so
+//! the first sample is the 0 its counters start at.
+//!
 //! cargo run --example traffic-sim -- --kubeconfig e2e/.run/kubeconfig --listen 127.0.0.1:22492
 
 #![forbid(unsafe_code)]
@@ -37,7 +46,8 @@ use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use traffic::{PodKey, Serving};
 
@@ -57,6 +67,10 @@ struct Args {
     /// Requests per second each serving pod receives.
     #[arg(long, env = "TRAFFIC_SIM_RATE", default_value_t = 20)]
     rate: u64,
+    /// Write the per-pod endpoints here as Prometheus file_sd targets (JSON), and count a
+    /// pod's requests only once its endpoint has been scraped.
+    #[arg(long)]
+    targets: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,6 +109,84 @@ fn duration_labels(key: &PodKey) -> DurationLabels {
     }
 }
 
+/// A pod's own series, as its /metrics would serve them: the scrape adds where it runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodRequestLabels {
+    deployment: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodDurationLabels {
+    deployment: String,
+}
+
+/// One pod's endpoint: its series, and whether Prometheus has scraped it yet.
+struct PodEndpoint {
+    registry: Registry,
+    requests: Family<PodRequestLabels, Counter>,
+    duration: Family<PodDurationLabels, Histogram, fn() -> Histogram>,
+    scraped: AtomicBool,
+}
+
+impl PodEndpoint {
+    fn new(key: &PodKey) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<PodRequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Simulated requests served, by status code",
+            requests.clone(),
+        );
+        let duration =
+            Family::<PodDurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "http_request_duration_seconds",
+            "Simulated request latency",
+            duration.clone(),
+        );
+        for code in ["200", "500"] {
+            let _ = requests.get_or_create(&PodRequestLabels {
+                deployment: key.deployment.clone(),
+                code,
+            });
+        }
+        let _ = duration.get_or_create(&PodDurationLabels {
+            deployment: key.deployment.clone(),
+        });
+        PodEndpoint {
+            registry,
+            requests,
+            duration,
+            scraped: AtomicBool::new(false),
+        }
+    }
+
+    fn count(&self, key: &PodKey, ok: u64, errors: u64, latency: f64) {
+        let deployment = || key.deployment.clone();
+        self.requests
+            .get_or_create(&PodRequestLabels {
+                deployment: deployment(),
+                code: "200",
+            })
+            .inc_by(ok);
+        self.requests
+            .get_or_create(&PodRequestLabels {
+                deployment: deployment(),
+                code: "500",
+            })
+            .inc_by(errors);
+        let histogram = self.duration.get_or_create(&PodDurationLabels {
+            deployment: deployment(),
+        });
+        for _ in 0..ok + errors {
+            histogram.observe(latency);
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([0.025, 0.1, 0.3, 1.0, 3.0, 10.0])
 }
@@ -103,6 +195,8 @@ struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    /// Per pod, by (namespace, pod).
+    pods: Mutex<BTreeMap<(String, String), Arc<PodEndpoint>>>,
 }
 
 impl Metrics {
@@ -126,6 +220,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            pods: Mutex::default(),
         }
     }
 
@@ -134,6 +229,8 @@ impl Metrics {
             let _ = self.requests.get_or_create(&requests_labels(key, code));
         }
         let _ = self.duration.get_or_create(&duration_labels(key));
+        self.lock_pods()
+            .insert(pod_id(key), Arc::new(PodEndpoint::new(key)));
     }
 
     fn stop(&self, key: &PodKey) {
@@ -141,6 +238,29 @@ impl Metrics {
             self.requests.remove(&requests_labels(key, code));
         }
         self.duration.remove(&duration_labels(key));
+        self.lock_pods().remove(&pod_id(key));
+    }
+
+    fn lock_pods(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Arc<PodEndpoint>>> {
+        self.pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn endpoint(&self, key: &PodKey) -> Option<Arc<PodEndpoint>> {
+        self.lock_pods().get(&pod_id(key)).cloned()
+    }
+
+    /// One pod's /metrics (marking it scraped), or None for a pod that does not serve.
+    fn encode_pod(&self, namespace: &str, pod: &str) -> Option<String> {
+        let endpoint = self
+            .lock_pods()
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .cloned()?;
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &endpoint.registry);
+        endpoint.scraped.store(true, Ordering::SeqCst);
+        Some(out)
     }
 
     fn encode(&self) -> String {
@@ -151,6 +271,38 @@ impl Metrics {
     }
 }
 
+fn pod_id(key: &PodKey) -> (String, String) {
+    (key.namespace.clone(), key.pod.clone())
+}
+
+/// Prometheus file_sd targets: every serving pod's endpoint on `listen`, with the labels
+/// Kubernetes service discovery would give the pod.
+fn targets_file(listen: SocketAddr, active: &BTreeMap<PodKey, Active>) -> String {
+    let groups: Vec<serde_json::Value> = active
+        .keys()
+        .map(|key| {
+            let mut labels = serde_json::json!({
+                "__metrics_path__": format!("/pods/{}/{}/metrics", key.namespace, key.pod),
+                "__meta_kubernetes_namespace": key.namespace,
+                "__meta_kubernetes_pod_name": key.pod,
+            });
+            if key.track == "canary" {
+                labels["__meta_kubernetes_pod_label_budgetgate_dev_track"] = "canary".into();
+            }
+            serde_json::json!({"targets": [listen.to_string()], "labels": labels})
+        })
+        .collect();
+    serde_json::Value::Array(groups).to_string()
+}
+
+/// Replaces the file whole (Prometheus never reads half of it).
+fn write_targets(path: &std::path::Path, text: &str) {
+    let temp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, path)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the scrape targets");
+    }
+}
+
 /// A serving pod and the requests it has answered so far.
 struct Active {
     serving: Serving,
@@ -158,9 +310,17 @@ struct Active {
 }
 
 /// One tick: stop pods that ended, start those that began serving (their series at 0 until
-/// the next tick, so a scrape can see the start), and count `n` requests for every pod
-/// already serving.
-fn tick(metrics: &Metrics, active: &mut BTreeMap<PodKey, Active>, now: Vec<Serving>, n: u64) {
+/// the next tick, so a scrape can see the start; with `gated`, until their endpoint has
+/// been scraped), and count `n` requests for every pod already serving. True when the set
+/// of serving pods changed.
+fn tick(
+    metrics: &Metrics,
+    active: &mut BTreeMap<PodKey, Active>,
+    now: Vec<Serving>,
+    n: u64,
+    gated: bool,
+) -> bool {
+    let before = active.len();
     let mut seen: BTreeMap<PodKey, Serving> = now.into_iter().map(|s| (s.key.clone(), s)).collect();
     active.retain(|key, a| {
         if seen.contains_key(key) {
@@ -182,8 +342,17 @@ fn tick(metrics: &Metrics, active: &mut BTreeMap<PodKey, Active>, now: Vec<Servi
             Active { serving, sent: 0 }
         });
     }
+    let changed = !started.is_empty() || active.len() != before + started.len();
     for (key, a) in active.iter_mut() {
         if started.contains(key) {
+            continue;
+        }
+        let endpoint = metrics.endpoint(key);
+        if gated
+            && !endpoint
+                .as_ref()
+                .is_some_and(|e| e.scraped.load(Ordering::SeqCst))
+        {
             continue;
         }
         let behaviour = a.serving.behaviour;
@@ -200,8 +369,12 @@ fn tick(metrics: &Metrics, active: &mut BTreeMap<PodKey, Active>, now: Vec<Servi
         for _ in 0..n {
             histogram.observe(behaviour.latency_seconds());
         }
+        if let Some(endpoint) = endpoint {
+            endpoint.count(key, n - errors, errors, behaviour.latency_seconds());
+        }
         a.sent += n;
     }
+    changed
 }
 
 fn main() -> std::process::ExitCode {
@@ -236,7 +409,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, rate = args.rate, "serving /metrics");
+    let listener_addr = listener.local_addr()?;
+    tracing::info!(listen = %listener_addr, rate = args.rate, "serving /metrics");
     tokio::spawn(serve(listener, metrics.clone()));
 
     let (store, writer) = reflector::store::<Pod>();
@@ -256,6 +430,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("pods listed; simulating traffic");
 
     let mut active = BTreeMap::new();
+    let listen = listener_addr;
+    if let Some(path) = &args.targets {
+        write_targets(path, &targets_file(listen, &active));
+    }
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -270,7 +448,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .filter_map(|pod| traffic::serving(pod))
             .collect();
-        tick(&metrics, &mut active, now, args.rate);
+        if tick(
+            &metrics,
+            &mut active,
+            now,
+            args.rate,
+            args.targets.is_some(),
+        ) && let Some(path) = &args.targets
+        {
+            write_targets(path, &targets_file(listen, &active));
+        }
     }
     tracing::info!("stop requested");
     Ok(())
@@ -316,8 +503,21 @@ fn answer(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<F
             r
         }
         "/healthz" => reply(StatusCode::OK, "ok\n".into()),
-        _ => reply(StatusCode::NOT_FOUND, "/metrics or /healthz\n".into()),
+        path => match pod_path(path).and_then(|(ns, pod)| metrics.encode_pod(ns, pod)) {
+            Some(text) => reply(StatusCode::OK, text),
+            None => reply(
+                StatusCode::NOT_FOUND,
+                "/metrics, /pods/<namespace>/<pod>/metrics of a serving pod, or /healthz\n".into(),
+            ),
+        },
     }
+}
+
+/// `/pods/<namespace>/<pod>/metrics` → (namespace, pod).
+fn pod_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/pods/")?.strip_suffix("/metrics")?;
+    let (namespace, pod) = rest.split_once('/')?;
+    (!namespace.is_empty() && !pod.is_empty() && !pod.contains('/')).then_some((namespace, pod))
 }
 
 #[cfg(test)]
@@ -347,6 +547,7 @@ mod tests {
             &mut active,
             vec![serving("web-a", Behaviour::Faulty)],
             20,
+            false,
         );
         let text = metrics.encode();
         assert!(text.contains(r#"http_requests_total{namespace="shop",deployment="web",pod="web-a",track="stable",code="500"} 0"#), "{text}");
@@ -356,12 +557,73 @@ mod tests {
             &mut active,
             vec![serving("web-a", Behaviour::Faulty)],
             20,
+            false,
         );
         let text = metrics.encode();
         assert!(text.contains(r#"code="200"} 16"#), "{text}");
         assert!(text.contains(r#"code="500"} 4"#), "{text}");
         assert!(text.contains(r#"http_request_duration_seconds_bucket{le="0.1",namespace="shop",deployment="web",pod="web-a",track="stable"} 20"#), "{text}");
-        tick(&metrics, &mut active, vec![], 20);
+        tick(&metrics, &mut active, vec![], 20, false);
         assert!(!metrics.encode().contains("web-a"));
+    }
+
+    #[test]
+    fn a_pods_endpoint_carries_no_placement_labels_and_counts_only_once_scraped() {
+        let metrics = Metrics::new();
+        let mut active = BTreeMap::new();
+        let mut canary = serving("web-canary-x", Behaviour::Faulty);
+        canary.key.track = "canary";
+        let pods = || vec![serving("web-a", Behaviour::Faulty), canary.clone()];
+        assert!(tick(&metrics, &mut active, pods(), 20, true));
+        // Not scraped yet: nothing counted, however many ticks pass.
+        assert!(!tick(&metrics, &mut active, pods(), 20, true));
+        let text = metrics.encode_pod("shop", "web-a").unwrap();
+        assert!(
+            text.contains("http_requests_total{deployment=\"web\",code=\"500\"} 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("namespace=") && !text.contains("pod=") && !text.contains("track="),
+            "{text}"
+        );
+        // Scraped once: counted from the next tick on; the canary, never scraped, is not.
+        tick(&metrics, &mut active, pods(), 20, true);
+        let text = metrics.encode_pod("shop", "web-a").unwrap();
+        assert!(
+            text.contains("http_requests_total{deployment=\"web\",code=\"500\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_requests_total{deployment=\"web\",code=\"200\"} 16"),
+            "{text}"
+        );
+        let text = metrics.encode_pod("shop", "web-canary-x").unwrap();
+        assert!(text.contains("code=\"200\"} 0"), "{text}");
+        // The targets say where each pod is and what Kubernetes discovery would say of it.
+        let listen: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let targets: serde_json::Value =
+            serde_json::from_str(&targets_file(listen, &active)).unwrap();
+        assert_eq!(
+            targets,
+            serde_json::json!([
+                {"targets": ["127.0.0.1:9"], "labels": {
+                    "__metrics_path__": "/pods/shop/web-a/metrics",
+                    "__meta_kubernetes_namespace": "shop",
+                    "__meta_kubernetes_pod_name": "web-a"}},
+                {"targets": ["127.0.0.1:9"], "labels": {
+                    "__metrics_path__": "/pods/shop/web-canary-x/metrics",
+                    "__meta_kubernetes_namespace": "shop",
+                    "__meta_kubernetes_pod_name": "web-canary-x",
+                    "__meta_kubernetes_pod_label_budgetgate_dev_track": "canary"}}
+            ])
+        );
+        // Gone: its endpoint answers nothing, and the set changed.
+        assert!(tick(&metrics, &mut active, vec![], 20, true));
+        assert_eq!(metrics.encode_pod("shop", "web-a"), None);
+        assert_eq!(
+            pod_path("/pods/shop/web-a/metrics"),
+            Some(("shop", "web-a"))
+        );
+        assert_eq!(pod_path("/pods/shop/a/b/metrics"), None);
     }
 }
