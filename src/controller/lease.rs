@@ -6,7 +6,7 @@
 //!   work is stopped first, so nothing is written after the release).
 //! - **A standby that notices a release**: a manager that does not hold the Lease sleeps
 //!   until the holder's lease would run out (up to the lease duration) and trusts its cached
-//!   copy until then. A standby here asks again every `poll` with a fresh manager (one read
+//!   copy until then. A standby here asks again every `poll` with a fresh manager (two GETs
 //!   of the Lease), so a released Lease is taken within about `poll`, not the lease duration.
 
 use kube::Client;
