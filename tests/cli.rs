@@ -131,6 +131,28 @@ fn rollback_to_the_serving_replica_set_passes_a_frozen_team_with_a_warning() {
 }
 
 #[test]
+fn rollout_restart_passes_a_frozen_team_and_records_the_restarted_revision() {
+    assert_eq!(
+        review("restart", "validate"),
+        (
+            0,
+            json!({
+                "uid": uid(15),
+                "allowed": true,
+                "warnings": ["budgetgate: restart of search/indexer let through despite the freeze (budget exhausted, -50.0% left)"]
+            })
+        )
+    );
+    let (code, response) = review("restart", "mutate");
+    assert_eq!(code, 0);
+    assert_eq!(response["allowed"], true);
+    assert_eq!(
+        decoded_patch(&response),
+        json!([{"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "053111694b,c0ffee0001"}])
+    );
+}
+
+#[test]
 fn rollout_of_a_team_with_an_exhausted_budget_is_denied() {
     assert_eq!(
         review("rollout-exhausted", "validate"),

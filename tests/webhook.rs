@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-const REVIEWS: [&str; 13] = [
+const REVIEWS: [&str; 14] = [
     "budget-exception-invalid",
     "create",
     "dry-run",
@@ -18,6 +18,7 @@ const REVIEWS: [&str; 13] = [
     "exception-override",
     "forged-annotations",
     "metadata",
+    "restart",
     "rollback",
     "rollout-exhausted",
     "rollout-image-change",
@@ -80,7 +81,7 @@ async fn every_sample_review_gets_the_answer_evaluate_gives() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 13"#),
+        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 14"#),
         "{metrics}"
     );
 }

@@ -267,17 +267,18 @@ pub fn decide(
     if !class.is_gated() {
         d.reason = Reason::NotGated;
         // Only enforce freezes anything; elsewhere the warning would be news of nothing.
-        if class == ChangeClass::Rollback
+        if matches!(class, ChangeClass::Rollback | ChangeClass::Restart)
             && d.mode == Enforcement::Enforce
             && let Some(freeze) = view.freeze(tier, policy)
         {
             d.warnings.push(short(format!(
-                "budgetgate: rollback of {key} let through despite the freeze ({})",
+                "budgetgate: {} of {key} let through despite the freeze ({})",
+                class.as_str(),
                 freeze.short
             )));
         }
     } else {
-        let revision = revision.unwrap_or_else(|| new.revision());
+        let revision = revision.clone().unwrap_or_else(|| new.revision());
         canary = ctx.gate(&mut d, &view, progressive, &revision);
     }
     // Creation has no serving version to compare a canary against: it rolls out directly.
@@ -286,7 +287,20 @@ pub fn decide(
     // would pass as a rollback once the namespace enforces.
     let canary = canary
         .filter(|_| class == ChangeClass::Rollout && d.allowed() && d.mode == Enforcement::Enforce);
-    d.patch = patch::build(old.map(Object::value), new.value(), true, canary.as_ref());
+    // A restart outside a canary runs the revision it restarts: recorded in `history`, it
+    // is no release (no cadence spent) and a later return to it is a rollback. Mid-canary
+    // the new revision has not run yet; the canary takes it over as a new template.
+    let ran = revision.as_deref().filter(|_| {
+        class == ChangeClass::Restart
+            && old.is_some_and(|o| annotation(o.value(), keys::STAGE).is_none())
+    });
+    d.patch = patch::build(
+        old.map(Object::value),
+        new.value(),
+        true,
+        canary.as_ref(),
+        ran,
+    );
     d.canary = canary;
     Ok(d)
 }

@@ -96,6 +96,7 @@ struct DeploymentBuilder {
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     template_labels: BTreeMap<String, String>,
+    template_annotations: BTreeMap<String, String>,
     paused: Option<bool>,
 }
 
@@ -110,6 +111,7 @@ fn mk_deployment(name: &str) -> DeploymentBuilder {
         labels: labels(&[("app", name)]),
         annotations: BTreeMap::new(),
         template_labels: labels(&[("app", name)]),
+        template_annotations: BTreeMap::new(),
         paused: None,
     }
 }
@@ -146,6 +148,13 @@ impl DeploymentBuilder {
         self
     }
 
+    /// `kubectl rollout restart` at `at`: the pod template's restartedAt annotation.
+    fn restarted_at(mut self, at: &str) -> Self {
+        self.template_annotations
+            .insert(keys::RESTARTED_AT.into(), at.into());
+        self
+    }
+
     fn paused(mut self, paused: bool) -> Self {
         self.paused = Some(paused);
         self
@@ -171,6 +180,9 @@ impl DeploymentBuilder {
                 }]}
             }
         });
+        if !self.template_annotations.is_empty() {
+            spec["template"]["metadata"]["annotations"] = json!(self.template_annotations);
+        }
         if let Some(paused) = self.paused {
             spec["paused"] = json!(paused);
         }
@@ -903,6 +915,95 @@ fn rollback_outside_a_freeze_passes_without_a_warning() {
     assert_eq!(d.class, Some(ChangeClass::Rollback));
     assert!(d.allowed());
     assert!(d.warnings.is_empty());
+}
+
+#[test]
+fn restart_passes_during_a_freeze_with_a_warning_and_records_the_revision_in_history() {
+    let restarted = mk_deployment("checkout").restarted_at("2026-11-29T09:58:00Z");
+    let revision = workload_revision(&restarted.clone().build());
+    let d = decide_now(
+        mk_update(mk_deployment("checkout"), restarted),
+        shop_with(exhausted()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Restart));
+    assert_eq!(d.reason, Reason::NotGated);
+    assert!(d.allowed());
+    assert!(!d.would_deny);
+    assert_eq!(d.message, None);
+    assert_warnings(
+        &d,
+        &[
+            "budgetgate: restart of shop/checkout let through despite the freeze (budget exhausted, -10.0% left)",
+        ],
+    );
+    assert_eq!(d.canary, None);
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/metadata/annotations", "value": {
+            "budgetgate.dev/history": revision,
+        }}])
+    );
+}
+
+#[test]
+fn restart_again_pushes_onto_history_and_is_not_gated_under_page_burn() {
+    let first = mk_deployment("checkout")
+        .restarted_at("2026-11-29T09:00:00Z")
+        .annotation(keys::HISTORY, "1111111111,2222222222");
+    let second = mk_deployment("checkout")
+        .restarted_at("2026-11-29T09:59:30Z")
+        .annotation(keys::HISTORY, "1111111111,2222222222");
+    let revision = workload_revision(&second.clone().build());
+    let d = decide_now(mk_update(first, second), shop_with(healthy().paging()));
+    assert_eq!(d.class, Some(ChangeClass::Restart));
+    assert!(d.allowed());
+    assert_warnings(
+        &d,
+        &[
+            "budgetgate: restart of shop/checkout let through despite the freeze (team payments burning (page-fast))",
+        ],
+    );
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history",
+                "value": format!("{revision},1111111111,2222222222")}])
+    );
+}
+
+#[test]
+fn restart_mid_canary_keeps_the_canary_paused_and_history_untouched() {
+    let canary = |d: DeploymentBuilder| {
+        d.image("v2")
+            .paused(true)
+            .annotation(keys::STAGE, "1")
+            .annotation(keys::REVISION, CHECKOUT_V2)
+    };
+    let d = decide_now(
+        mk_update(
+            canary(mk_deployment("checkout")),
+            canary(mk_deployment("checkout")).restarted_at("2026-11-29T09:59:30Z"),
+        ),
+        shop_with(healthy()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Restart));
+    assert!(d.allowed());
+    assert!(d.patch.0.is_empty());
+}
+
+#[test]
+fn restart_annotation_with_another_change_is_a_rollout() {
+    let d = decide_now(
+        mk_update(
+            mk_deployment("checkout"),
+            mk_deployment("checkout")
+                .image("v2")
+                .restarted_at("2026-11-29T09:58:00Z"),
+        ),
+        shop_with(exhausted()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Rollout));
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
 }
 
 #[test]
@@ -2323,7 +2424,7 @@ mod properties {
             prop_assert!(d.allowed());
             // The only patch is the restoring of forged system annotations.
             if forged {
-                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), true, None);
+                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), true, None, None);
                 prop_assert_eq!(&d.patch, &restore);
                 prop_assert!(!d.patch.0.is_empty());
             } else {
