@@ -390,6 +390,7 @@ mod tests {
                 BudgetState::Caution
             },
             exhausts_at: None,
+            lacking: 0,
         }
     }
 

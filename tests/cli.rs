@@ -14,13 +14,18 @@ const SAMPLES: &str = "manifests/samples";
 
 /// `evaluate --review` on a sample review: (exit code, response).
 fn review(name: &str, webhook: &str) -> (i32, Value) {
+    review_on(&format!("{SAMPLES}/budgets.json"), name, webhook)
+}
+
+/// [`review`] with another BudgetSnapshot.
+fn review_on(budgets: &str, name: &str, webhook: &str) -> (i32, Value) {
     let review = format!("{SAMPLES}/reviews/{name}.json");
     let out = budgetgate(&[
         "evaluate",
         "--policy",
         SAMPLES,
         "--budgets",
-        &format!("{SAMPLES}/budgets.json"),
+        budgets,
         "--review",
         &review,
         "--webhook",
@@ -169,6 +174,41 @@ fn rollout_of_a_team_with_an_exhausted_budget_is_denied() {
     assert_eq!(
         review("rollout-exhausted", "mutate"),
         (0, json!({"uid": uid(6), "allowed": true}))
+    );
+}
+
+#[test]
+fn missing_data_never_lifts_a_known_exhaustion() {
+    // query-availability's 30m series is missing (its page-slow pair cannot be judged), and
+    // the team has an SLO whose period series is missing: the known −50% still denies.
+    let mut budgets: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{SAMPLES}/budgets.json")).unwrap())
+            .unwrap();
+    let slos = budgets["slos"].as_array_mut().unwrap();
+    let query = slos
+        .iter_mut()
+        .find(|s| s["name"] == "query-availability")
+        .unwrap();
+    query["windows"]["30m"] = Value::Null;
+    slos.push(json!({
+        "namespace": "search", "name": "query-latency", "objective": 99.0,
+        "period": null, "windows": {}
+    }));
+    let path = scratch("budgets-missing.json", &budgets.to_string());
+    let message = EXHAUSTED_INDEXER.replace(
+        "(burn 5m 1.6x, 1h 1.5x, 6h 1.5x). ",
+        "(burn 5m 1.6x, 1h 1.5x, 6h 1.5x); 1 SLO without data is not counted. ",
+    );
+    assert_eq!(
+        review_on(&path, "rollout-exhausted", "validate"),
+        (
+            1,
+            json!({
+                "uid": uid(6),
+                "allowed": false,
+                "status": {"code": 403, "reason": "Forbidden", "message": message}
+            })
+        )
     );
 }
 

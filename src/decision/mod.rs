@@ -359,10 +359,9 @@ impl BudgetView<'_> {
         self.freeze_with(tier, policy, self.remaining)
     }
 
+    /// Only what is known freezes: stale data leaves nothing known, an Unknown member
+    /// leaves the others' exhaustion and page burn in force.
     fn freeze_with(&self, tier: &Tier, policy: &Policy, remaining: Option<f64>) -> Option<Refusal> {
-        if self.untrusted.is_some() {
-            return None;
-        }
         // A team without objectives has no budget of its own to exhaust, but the platform
         // freeze still covers it: it freezes every team of the tier.
         if let Some(remaining) =
@@ -372,10 +371,15 @@ impl BudgetView<'_> {
                 .limiting_assessment
                 .map(text::burns)
                 .unwrap_or_default();
+            let lacking = match self.limiting_assessment.map_or(0, |a| a.lacking) {
+                0 => String::new(),
+                1 => "; 1 SLO without data is not counted".to_owned(),
+                n => format!("; {n} SLOs without data are not counted"),
+            };
             return Some(Refusal {
                 reason: Reason::Exhausted,
                 long: format!(
-                    "the error budget is exhausted: {} has {} remaining{burn}",
+                    "the error budget is exhausted: {} has {} remaining{burn}{lacking}",
                     self.limiting,
                     pct(remaining)
                 ),
@@ -447,6 +451,7 @@ impl Context<'_> {
         };
         let Some(evaluated_at) = budgets.evaluated_at else {
             view.untrusted = Some("no budget data has been loaded".into());
+            view.platform = None;
             return view;
         };
         let age = self.now.duration_since(evaluated_at);
@@ -455,6 +460,8 @@ impl Context<'_> {
                 "budget data is stale (evaluated at {evaluated_at}, older than staleAfter {})",
                 self.tier.stale_after
             ));
+            // Stale data is known of nothing, the platform's included.
+            view.platform = None;
             return view;
         }
         if team.is_none() && selecting.is_empty() {
@@ -468,15 +475,20 @@ impl Context<'_> {
                 .into_iter()
                 .map(|k| (format!("SLO {k}"), budgets.slos.get(k))),
         );
+        // Every member with a known remaining budget counts, whatever else is missing: an
+        // Unknown member sends the change to onStale, but never hides a known exhaustion or
+        // page burn of another (DESIGN §6 step 4).
         for (who, assessment) in members {
-            let Some(a) = assessment
-                .filter(|a| a.remaining.is_some() && a.state != crate::api::BudgetState::Unknown)
-            else {
+            let known = assessment.filter(|a| a.state != crate::api::BudgetState::Unknown);
+            if known.is_none() && view.untrusted.is_none() {
                 view.untrusted = Some(format!("the budget of {who} is unknown (metrics missing)"));
-                return view;
+            }
+            let Some(a) = assessment else {
+                continue;
             };
-            let r = a.remaining.unwrap_or_default();
-            if view.remaining.is_none_or(|min| r < min) {
+            if let Some(r) = a.remaining
+                && view.remaining.is_none_or(|min| r < min)
+            {
                 view.remaining = Some(r);
                 view.limiting = who.clone();
                 view.limiting_assessment = Some(a);
@@ -525,8 +537,17 @@ impl Context<'_> {
             d.band = Some(band.0.clone());
             return canary(band);
         }
-        // 4. Data we cannot trust: onStale decides.
-        if let Some(why) = &view.untrusted {
+        // 4. Data we cannot trust: onStale decides, unless what is known already freezes
+        // (step 5 then denies, saying what is missing).
+        let extra = offset
+            .as_ref()
+            .map_or(0.0, |(_, spec)| spec.extra_budget.unwrap_or_default());
+        let known_freeze = view.untrusted.is_some()
+            && !view.no_objectives
+            && view
+                .freeze_with(self.tier, self.policy, view.remaining.map(|r| r + extra))
+                .is_some();
+        if let Some(why) = view.untrusted.as_ref().filter(|_| !known_freeze) {
             d.reason = Reason::Stale;
             match self.tier.on_stale {
                 OnStale::Allow => {
@@ -576,7 +597,10 @@ impl Context<'_> {
             )));
         }
         d.remaining = remaining;
-        if let Some(refusal) = view.freeze_with(self.tier, self.policy, remaining) {
+        if let Some(mut refusal) = view.freeze_with(self.tier, self.policy, remaining) {
+            if let Some(why) = &view.untrusted {
+                refusal.long = format!("{}; {why}, which does not lift the freeze", refusal.long);
+            }
             self.refuse(d, refusal);
             return None;
         }

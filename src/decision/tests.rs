@@ -345,6 +345,12 @@ impl Budget {
         self.window("5m", 20.0, 1000.0).window("1h", 20.0, 1000.0)
     }
 
+    /// The window's counts missing (its series absent in Prometheus).
+    fn missing_window(mut self, window: &'static str) -> Self {
+        self.windows.insert(window, None);
+        self
+    }
+
     fn missing_period(mut self) -> Self {
         self.period = None;
         self
@@ -1616,6 +1622,103 @@ fn missing_period_counts_makes_the_team_budget_unknown() {
         &["budgetgate: budget of team payments unknown or stale; allowed by onStale=allow"],
     );
     assert_eq!(d.band.as_deref(), Some("critical"));
+}
+
+#[test]
+fn slo_without_data_does_not_make_its_team_unknown() {
+    // cart-latency was added after the last evaluation; it selects only cart.
+    let index = shop_with(caution())
+        .slo_without_data("shop", "cart-latency", "cart")
+        .tier("production", |t| t.on_stale = Some(OnStale::Deny));
+    let d = decide_now(checkout_rollout(), index);
+    assert_eq!(d.reason, Reason::WithinBudget);
+    assert!(d.allowed());
+    assert_remaining(&d, 0.4);
+    assert_eq!(d.band.as_deref(), Some("caution"));
+}
+
+#[test]
+fn known_exhaustion_denies_whatever_slo_lacks_data() {
+    // The team's budget is known exhausted; a new SLO of checkout has no data yet, and the
+    // tier would allow on stale data.
+    let index = shop_with(exhausted()).slo_without_data("shop", "checkout-latency", "checkout");
+    let d = decide_now(checkout_rollout(), index);
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert_eq!(
+        d.message.as_deref(),
+        Some(
+            format!(
+                "budgetgate denied the rollout of deployment shop/checkout (team payments, tier production): \
+                 the error budget is exhausted: team payments has -10.0% remaining \
+                 (burn 5m 2.5x, 1h 3.0x, 6h 1.2x); the budget of SLO shop/checkout-latency is unknown (metrics missing), \
+                 which does not lift the freeze. {SHOP_TAIL}"
+            )
+            .as_str()
+        )
+    );
+    assert!(d.warnings.is_empty());
+}
+
+#[test]
+fn team_exhaustion_names_the_slos_left_out_for_lack_of_data() {
+    // cart-latency's period series is missing and it selects cart only; the team total is
+    // checkout's and cart-availability's.
+    let index = shop_with(exhausted())
+        .slo("shop", "cart-availability", "cart", exhausted())
+        .slo("shop", "cart-latency", "cart", healthy().missing_period());
+    let d = decide_now(
+        mk_update(
+            mk_deployment("search").image("v1"),
+            mk_deployment("search").image("v2"),
+        ),
+        index,
+    );
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(
+        d.message.as_deref().is_some_and(|m| m.contains(
+            "the error budget is exhausted: team payments has -10.0% remaining (burn 5m 2.5x, 1h 3.0x, 6h 1.2x); \
+             1 SLO without data is not counted. "
+        )),
+        "{:?}",
+        d.message
+    );
+}
+
+#[test]
+fn missing_page_window_does_not_hide_an_exhausted_budget() {
+    let d = decide_now(
+        checkout_rollout(),
+        shop_with(exhausted().missing_window("30m")),
+    );
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert!(
+        d.message.as_deref().is_some_and(|m| m.contains(
+            "the error budget is exhausted: team payments has -10.0% remaining (burn 5m 2.5x, 1h 3.0x, 6h 1.2x). "
+        )),
+        "{:?}",
+        d.message
+    );
+}
+
+#[test]
+fn known_page_burn_denies_whatever_else_is_missing() {
+    // page-fast fires on checkout's SLO; its 6h window is missing (page-slow unknown).
+    let d = decide_now(
+        checkout_rollout(),
+        shop_with(healthy().paging().missing_window("6h")),
+    );
+    assert_eq!(d.reason, Reason::Burning);
+    assert!(!d.allowed());
+    assert!(
+        d.message.as_deref().is_some_and(|m| m.starts_with(
+            "budgetgate denied the rollout of deployment shop/checkout (team payments, tier production): \
+             team payments is burning its error budget at page level (page-fast firing"
+        )),
+        "{:?}",
+        d.message
+    );
 }
 
 #[test]

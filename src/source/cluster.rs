@@ -318,6 +318,7 @@ fn assessment(
         band,
         state: state.unwrap_or(BudgetState::Unknown),
         exhausts_at,
+        lacking: 0,
     }
 }
 

@@ -272,6 +272,7 @@ fn assessment(remaining: f64, burn: f64) -> Assessment {
         band: Some("healthy".into()),
         state: BudgetState::Healthy,
         exhausts_at: None,
+        lacking: 0,
     }
 }
 
