@@ -213,6 +213,40 @@ fn missing_data_never_lifts_a_known_exhaustion() {
 }
 
 #[test]
+fn relabelling_a_rollout_keeps_the_stricter_slo_and_drops_foreign_exceptions() {
+    // indexer relabelled app=query in the same write would match query's override
+    // hotfix-4411: an exception applies only when it selects the old and the new labels.
+    assert_eq!(
+        review("relabel-onto-exception", "validate"),
+        (
+            1,
+            json!({
+                "uid": uid(16),
+                "allowed": false,
+                "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
+            })
+        )
+    );
+    // checkout relabelled app=cart: cart-latency (99%) and the team (89%) would give the
+    // healthy plan; checkout's own SLO (40%) still selects it by its old labels: caution.
+    let (code, response) = review("relabel-laxer-slo", "mutate");
+    assert_eq!(code, 0);
+    assert_eq!(
+        decoded_patch(&response),
+        json!([
+            {"op": "add", "path": "/spec/paused", "value": true},
+            {"op": "add", "path": "/metadata/annotations", "value": {
+                "budgetgate.dev/band": "caution",
+                "budgetgate.dev/pause": "5m",
+                "budgetgate.dev/plan": "10,25,50,100",
+                "budgetgate.dev/revision": "316d50f5d6",
+                "budgetgate.dev/stage": "0"
+            }}
+        ])
+    );
+}
+
+#[test]
 fn server_dry_run_is_answered_exactly_like_the_real_request() {
     assert_eq!(
         review("dry-run", "validate"),

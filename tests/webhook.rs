@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-const REVIEWS: [&str; 14] = [
+const REVIEWS: [&str; 16] = [
     "budget-exception-invalid",
     "create",
     "dry-run",
@@ -18,6 +18,8 @@ const REVIEWS: [&str; 14] = [
     "exception-override",
     "forged-annotations",
     "metadata",
+    "relabel-laxer-slo",
+    "relabel-onto-exception",
     "restart",
     "rollback",
     "rollout-exhausted",
@@ -69,7 +71,7 @@ async fn every_sample_review_gets_the_answer_evaluate_gives() {
     assert_eq!(last["fields"]["reason"], "exhausted");
     let metrics = metrics(webhook.metrics).await;
     assert!(
-        metrics.contains(r#"budgetgate_admission_requests_total{webhook="validate",operation="UPDATE",decision="deny",reason="exhausted"} 3"#),
+        metrics.contains(r#"budgetgate_admission_requests_total{webhook="validate",operation="UPDATE",decision="deny",reason="exhausted"} 4"#),
         "{metrics}"
     );
     assert!(
@@ -81,7 +83,7 @@ async fn every_sample_review_gets_the_answer_evaluate_gives() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 14"#),
+        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 16"#),
         "{metrics}"
     );
 }

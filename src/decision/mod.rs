@@ -248,6 +248,7 @@ pub fn decide(
         classify_revision(old, new, index.revisions.get(&key).unwrap_or(&empty));
     d.class = Some(class);
     let labels = labels_of(new.value());
+    let old_labels = old.map(|o| labels_of(o.value()));
     let progressive = index
         .namespaces
         .get(&d.namespace)
@@ -260,6 +261,7 @@ pub fn decide(
         team: &team,
         key: &key,
         labels: &labels,
+        old_labels: old_labels.as_ref(),
         now,
     };
     let view = ctx.budget_view();
@@ -323,7 +325,11 @@ struct Context<'a> {
     tier: &'a Tier,
     team: &'a str,
     key: &'a ObjectKey,
+    /// The Deployment's labels after the change, and before it on an UPDATE: relabelling
+    /// cannot move a Deployment to a laxer SLO or onto someone else's exception (DESIGN §6
+    /// step 2).
     labels: &'a BTreeMap<String, String>,
+    old_labels: Option<&'a BTreeMap<String, String>>,
     now: Timestamp,
 }
 
@@ -434,9 +440,10 @@ impl Context<'_> {
             .range(ObjectKey::new(&self.key.namespace, "")..)
             .take_while(|(k, _)| k.namespace == self.key.namespace)
             .filter(|(_, spec)| {
-                spec.deployment_selector
-                    .as_ref()
-                    .is_none_or(|s| selector::matches(s, self.labels))
+                spec.deployment_selector.as_ref().is_none_or(|s| {
+                    selector::matches(s, self.labels)
+                        || self.old_labels.is_some_and(|old| selector::matches(s, old))
+                })
             })
             .map(|(k, _)| k)
             .collect();
@@ -700,8 +707,8 @@ impl Context<'_> {
         }
     }
 
-    /// The active exceptions matching the Deployment: the first override and the largest
-    /// offset, by name. Expired ones, ones that do not match, and ones whose `maxRollouts`
+    /// The active exceptions matching the Deployment (before and after the change): the
+    /// first override and the largest offset, by name. Expired ones, ones that do not match, and ones whose `maxRollouts`
     /// are used up are skipped (the last with a warning).
     fn active_exceptions(&self, d: &mut Decision) -> (ActiveException<'_>, ActiveException<'_>) {
         let mut override_ = None;
@@ -712,6 +719,9 @@ impl Context<'_> {
                 || spec.reason.trim().is_empty()
                 || spec.approved_by.trim().is_empty()
                 || !selector::matches(&spec.selector, self.labels)
+                || self
+                    .old_labels
+                    .is_some_and(|old| !selector::matches(&spec.selector, old))
             {
                 continue;
             }

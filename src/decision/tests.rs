@@ -1161,6 +1161,86 @@ fn slo_selecting_other_deployments_does_not_limit_this_one() {
 }
 
 #[test]
+fn relabelling_cannot_move_a_deployment_to_a_laxer_slo() {
+    // checkout's own SLO is spent; promo's is healthy and ten times busier (team: 88%).
+    let index = shop_with(exhausted()).slo(
+        "shop",
+        "promo-availability",
+        "promo",
+        mk_budget(400.0, 20_000_000.0),
+    );
+    let request = || {
+        mk_update(
+            mk_deployment("checkout").image("v1"),
+            mk_deployment("checkout").image("v2").label("app", "promo"),
+        )
+    };
+    let d = decide_now(request(), index);
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert_eq!(
+        d.message.as_deref(),
+        Some(
+            format!(
+                "budgetgate denied the rollout of deployment shop/checkout (team payments, tier production): \
+                 the error budget is exhausted: SLO shop/checkout-availability has -10.0% remaining \
+                 (burn 5m 2.5x, 1h 3.0x, 6h 1.2x). {SHOP_TAIL}"
+            )
+            .as_str()
+        )
+    );
+    // Created with promo's labels, the same Deployment is promo's to judge.
+    let created = decide_now(
+        mk_create(mk_deployment("checkout").image("v2").label("app", "promo")),
+        shop_with(exhausted()).slo(
+            "shop",
+            "promo-availability",
+            "promo",
+            mk_budget(400.0, 20_000_000.0),
+        ),
+    );
+    assert_eq!(created.reason, Reason::WithinBudget);
+    assert_eq!(created.band.as_deref(), Some("healthy"));
+}
+
+#[test]
+fn relabelling_onto_another_deployments_exception_does_not_apply_it() {
+    let index =
+        || shop_with(exhausted()).exception("shop", mk_exception("promo-hotfix").selects("promo"));
+    let d = decide_now(
+        mk_update(
+            mk_deployment("checkout").image("v1"),
+            mk_deployment("checkout").image("v2").label("app", "promo"),
+        ),
+        index(),
+    );
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert_eq!(d.exception, None);
+    assert!(d.warnings.is_empty());
+    // Nor does dropping the label an exception selects keep it: it must select both.
+    let kept = decide_now(
+        mk_update(
+            mk_deployment("checkout").image("v1").label("app", "promo"),
+            mk_deployment("checkout").image("v2"),
+        ),
+        index(),
+    );
+    assert_eq!(kept.reason, Reason::Exhausted);
+    assert_eq!(kept.exception, None);
+    // Unchanged labels it selects: the exception applies.
+    let own = decide_now(
+        mk_update(
+            mk_deployment("checkout").image("v1").label("app", "promo"),
+            mk_deployment("checkout").image("v2").label("app", "promo"),
+        ),
+        index(),
+    );
+    assert_eq!(own.reason, Reason::Exception);
+    assert_eq!(own.exception.as_deref(), Some("promo-hotfix"));
+}
+
+#[test]
 fn slo_without_deployment_selector_selects_every_deployment() {
     let index = mk_index()
         .slo(
