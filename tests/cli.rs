@@ -19,11 +19,16 @@ fn review(name: &str, webhook: &str) -> (i32, Value) {
 
 /// [`review`] with another BudgetSnapshot.
 fn review_on(budgets: &str, name: &str, webhook: &str) -> (i32, Value) {
+    review_in(SAMPLES, budgets, name, webhook)
+}
+
+/// [`review`] with other policy files and BudgetSnapshot.
+fn review_in(policy: &str, budgets: &str, name: &str, webhook: &str) -> (i32, Value) {
     let review = format!("{SAMPLES}/reviews/{name}.json");
     let out = budgetgate(&[
         "evaluate",
         "--policy",
-        SAMPLES,
+        policy,
         "--budgets",
         budgets,
         "--review",
@@ -243,6 +248,45 @@ fn relabelling_a_rollout_keeps_the_stricter_slo_and_drops_foreign_exceptions() {
                 "budgetgate.dev/stage": "0"
             }}
         ])
+    );
+}
+
+#[test]
+fn a_planted_replica_set_does_not_make_a_rollout_a_rollback() {
+    // indexer-planted (v4, created after search's first Release) is ignored: denied.
+    let denied = json!({
+        "uid": uid(6),
+        "allowed": false,
+        "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
+    });
+    assert_eq!(review("rollout-exhausted", "validate"), (1, denied));
+    // The same ReplicaSet from before search was managed is one indexer ran: a rollback.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-predating");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(SAMPLES).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("2026-11-29T09:30:00Z", "2026-11-01T00:00:00Z");
+            std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    assert_eq!(
+        review_in(
+            &dir.to_string_lossy(),
+            &format!("{SAMPLES}/budgets.json"),
+            "rollout-exhausted",
+            "validate"
+        ),
+        (
+            0,
+            json!({
+                "uid": uid(6),
+                "allowed": true,
+                "warnings": ["budgetgate: rollback of search/indexer let through despite the freeze (budget exhausted, -50.0% left)"]
+            })
+        )
     );
 }
 

@@ -14,8 +14,8 @@ pub enum ChangeClass {
     Create,
     /// The pod template changed to something not served before.
     Rollout,
-    /// The pod template went back to one a ReplicaSet of the Deployment has, or one in
-    /// its `history`.
+    /// The pod template went back to one the Deployment ran before: in its `history`, an
+    /// earlier release, or a ReplicaSet from before budgetgate managed the namespace.
     Rollback,
     /// The pod templates differ only in the `kubectl.kubernetes.io/restartedAt`
     /// annotation (`kubectl rollout restart`): the same pods, started again.
@@ -179,8 +179,8 @@ pub fn annotation<'a>(workload: &'a Value, key: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-/// Classifies a write. `old` is `None` on CREATE; `served` holds the revisions of the
-/// ReplicaSets the Deployment owns.
+/// Classifies a write. `old` is `None` on CREATE; `served` holds the revisions the
+/// Deployment ran before besides its `history` ([`crate::index::Index::ran_before`]).
 pub fn classify(old: Option<&Object>, new: &Object, served: &BTreeSet<String>) -> ChangeClass {
     classify_revision(old, new, served).0
 }

@@ -243,9 +243,7 @@ pub fn decide(
     };
     d.mode = index.enforcement(&d.namespace, tier);
     let key = ObjectKey::new(&d.namespace, &d.name);
-    let empty = Default::default();
-    let (class, revision) =
-        classify_revision(old, new, index.revisions.get(&key).unwrap_or(&empty));
+    let (class, revision) = classify_revision(old, new, &index.ran_before(&key));
     d.class = Some(class);
     let labels = labels_of(new.value());
     let old_labels = old.map(|o| labels_of(o.value()));

@@ -1013,6 +1013,39 @@ fn restart_annotation_with_another_change_is_a_rollout() {
 }
 
 #[test]
+fn rollback_is_only_to_a_revision_an_earlier_release_ran() {
+    let v1 = workload_revision(&mk_deployment("checkout").image("v1").build());
+    let back_to_v1 = || {
+        mk_update(
+            mk_deployment("checkout").image("v2"),
+            mk_deployment("checkout").image("v1"),
+        )
+    };
+    for (phase, class) in [
+        (ReleasePhase::Promoted, ChangeClass::Rollback),
+        (ReleasePhase::Direct, ChangeClass::Rollback),
+        (ReleasePhase::Observed, ChangeClass::Rollback),
+        (ReleasePhase::RolledBack, ChangeClass::Rollout),
+        (ReleasePhase::Superseded, ChangeClass::Rollout),
+        (ReleasePhase::Failed, ChangeClass::Rollout),
+    ] {
+        let index = shop_with(exhausted()).release("shop", {
+            let mut release = mk_release("checkout", &v1).phase(phase);
+            release.entry.revision = v1.clone();
+            release
+        });
+        let d = decide_now(back_to_v1(), index);
+        assert_eq!(d.class, Some(class), "{phase:?}");
+        assert_eq!(d.allowed(), class == ChangeClass::Rollback, "{phase:?}");
+    }
+    // Another Deployment's release of the same template is not this one's.
+    let mut other = mk_release("cart", &v1).phase(ReleasePhase::Promoted);
+    other.entry.revision = v1.clone();
+    let d = decide_now(back_to_v1(), shop_with(exhausted()).release("shop", other));
+    assert_eq!(d.class, Some(ChangeClass::Rollout));
+}
+
+#[test]
 fn template_not_served_before_is_a_gated_rollout() {
     // A ReplicaSet of another template does not make v2 a rollback.
     let replica_set = mk_deployment("checkout").image("v0").build();

@@ -284,6 +284,11 @@ fn mk_index(team_burn: f64) -> Index {
         policy: Some(Policy::from_spec(&policy.spec).unwrap()),
         ..Index::default()
     };
+    // web:1, the template of web's serving ReplicaSet, ran before the canary.
+    index.revisions.insert(
+        crate::index::ObjectKey::new(NS, "web"),
+        [crate::decision::revision_hash(&pod_template("web:1"))].into(),
+    );
     index.namespaces.insert(
         NS.into(),
         NamespaceMeta {
