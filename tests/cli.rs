@@ -404,6 +404,28 @@ fn forged_system_annotations_are_restored_by_the_mutating_webhook() {
 }
 
 #[test]
+fn forged_system_annotations_are_restored_unmanaged_and_on_the_status_subresource() {
+    let restored = json!([
+        {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1stage"},
+        {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "3f9a1c0b2d"}
+    ]);
+    for (name, n) in [
+        ("forged-annotations-unmanaged", 18),
+        ("forged-annotations-status", 19),
+    ] {
+        assert_eq!(
+            review(name, "validate"),
+            (0, json!({"uid": uid(n), "allowed": true})),
+            "{name}"
+        );
+        let (code, response) = review(name, "mutate");
+        assert_eq!(code, 0, "{name}");
+        assert_eq!(response["allowed"], true, "{name}");
+        assert_eq!(decoded_patch(&response), restored, "{name}");
+    }
+}
+
+#[test]
 fn budget_exception_without_an_approver_is_rejected() {
     assert_eq!(
         review("budget-exception-invalid", "validate"),

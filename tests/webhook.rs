@@ -10,13 +10,15 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-const REVIEWS: [&str; 16] = [
+const REVIEWS: [&str; 18] = [
     "budget-exception-invalid",
     "create",
     "dry-run",
     "dryrun-namespace",
     "exception-override",
     "forged-annotations",
+    "forged-annotations-status",
+    "forged-annotations-unmanaged",
     "metadata",
     "relabel-laxer-slo",
     "relabel-onto-exception",
@@ -83,7 +85,7 @@ async fn every_sample_review_gets_the_answer_evaluate_gives() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 16"#),
+        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 18"#),
         "{metrics}"
     );
 }

@@ -206,7 +206,10 @@ pub fn decide(
         return exception::validate(req, index.policy.as_ref(), now);
     }
     let gated_op = matches!(req.operation, Operation::Create | Operation::Update);
-    if !is_deployment(req) || !gated_op || req.sub_resource.is_some() {
+    // A status write can carry metadata changes: the system annotations are guarded there too.
+    let status_update =
+        req.operation == Operation::Update && req.sub_resource.as_deref() == Some("status");
+    if !is_deployment(req) || !gated_op || (req.sub_resource.is_some() && !status_update) {
         return Ok(Decision::new(req, Reason::NotApplicable));
     }
     let new = req.object.as_ref().ok_or_else(|| {
@@ -223,13 +226,33 @@ pub fn decide(
         d.reason = Reason::NoPolicy;
         return Ok(d);
     };
+    let controller = policy.controller_users.contains(&req.user_info.username);
+    // System annotations are budgetgate's in every namespace, managed or not, and on the
+    // status subresource (DESIGN §9): a value forged where nothing is gated would count
+    // once the namespace is managed. Only the annotations: nothing else is touched there.
+    let restore_annotations = |d: &mut Decision| {
+        if !controller {
+            d.patch = patch::annotations_only(patch::build(
+                old.map(Object::value),
+                new.value(),
+                true,
+                None,
+                None,
+            ));
+        }
+    };
+    if status_update {
+        restore_annotations(&mut d);
+        return Ok(d);
+    }
     let Some((team, tier_name)) = index.team_of(&d.namespace) else {
         d.reason = Reason::Unmanaged;
+        restore_annotations(&mut d);
         return Ok(d);
     };
     d.team = Some(team.clone());
     d.tier = Some(tier_name.clone());
-    if policy.controller_users.contains(&req.user_info.username) {
+    if controller {
         d.reason = Reason::ControllerUser;
         return Ok(d);
     }
@@ -239,6 +262,7 @@ pub fn decide(
             "budgetgate: namespace {} names tier {tier_name:?}, which the policy lacks; not gated",
             d.namespace
         )));
+        restore_annotations(&mut d);
         return Ok(d);
     };
     d.mode = index.enforcement(&d.namespace, tier);

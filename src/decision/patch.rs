@@ -112,6 +112,18 @@ pub fn build(
     Patch(ops)
 }
 
+/// Only the operations on annotations: where budgetgate gates nothing (unmanaged
+/// namespaces, the status subresource) it guards its annotations and leaves the pause alone.
+pub fn annotations_only(patch: Patch) -> Patch {
+    Patch(
+        patch
+            .0
+            .into_iter()
+            .filter(|op| op.path().to_string().starts_with("/metadata/annotations"))
+            .collect(),
+    )
+}
+
 fn add(path: String, value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation {
         // Paths are built from fixed keys above and always parse.

@@ -740,14 +740,12 @@ fn missing_policy_fails_open() {
 
 #[test]
 fn unmanaged_namespace_is_allowed_without_patch() {
-    // Forged system annotations too: budgetgate does not touch what it does not manage.
     let old = || mk_deployment("checkout").namespace("legacy");
-    let new = old().image("v2").annotation(keys::STAGE, "4");
     for index in [
         shop_with(exhausted()),
         shop_with(exhausted()).namespace("legacy", &[(keys::TIER, "production")]),
     ] {
-        let d = decide_now(mk_update(old(), new.clone()), index);
+        let d = decide_now(mk_update(old(), old().image("v2")), index);
         assert_eq!(d.reason, Reason::Unmanaged);
         assert_eq!(d.namespace, "legacy");
         assert_eq!(d.team, None);
@@ -757,6 +755,81 @@ fn unmanaged_namespace_is_allowed_without_patch() {
         assert!(d.patch.0.is_empty());
         assert_eq!(d.mutate_response(), AdmissionResponse::allow(UID));
     }
+}
+
+#[test]
+fn forged_system_annotations_are_restored_in_an_unmanaged_namespace() {
+    // A history forged while the namespace is unmanaged would make a rollout a rollback the
+    // day it is managed. The pause of what looks like a canary is left alone there.
+    let old = || {
+        mk_deployment("checkout")
+            .namespace("legacy")
+            .annotation(keys::HISTORY, "1111111111")
+            .annotation(keys::STAGE, "1")
+            .paused(true)
+    };
+    let forged = old()
+        .image("v2")
+        .paused(false)
+        .annotation(keys::HISTORY, &format!("{CHECKOUT_V2},1111111111"))
+        .annotation(keys::STAGE, "4");
+    let d = decide_now(mk_update(old(), forged.clone()), shop_with(exhausted()));
+    assert_eq!(d.reason, Reason::Unmanaged);
+    assert!(d.allowed());
+    assert!(d.warnings.is_empty());
+    assert_eq!(
+        patch_of(&d),
+        json!([
+            {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1stage", "value": "1"},
+            {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "1111111111"},
+        ])
+    );
+    // budgetgate's own writes are not reverted.
+    let own = decide_now(
+        mk_update(old(), forged).user(CONTROLLER),
+        shop_with(exhausted()),
+    );
+    assert!(own.patch.0.is_empty());
+}
+
+#[test]
+fn forged_system_annotations_are_restored_on_the_status_subresource() {
+    let old = || mk_deployment("checkout").annotation(keys::REVISION, "1111111111");
+    let forged = old()
+        .annotation(keys::REVISION, CHECKOUT_V2)
+        .annotation(keys::HISTORY, CHECKOUT_V2);
+    for namespace in ["shop", "legacy"] {
+        let d = decide_now(
+            mk_update(
+                old().namespace(namespace),
+                forged.clone().namespace(namespace),
+            )
+            .sub_resource("status"),
+            shop_with(exhausted()),
+        );
+        assert_eq!(d.reason, Reason::NotApplicable, "{namespace}");
+        assert!(d.allowed());
+        assert_eq!(d.class, None);
+        assert_eq!(
+            patch_of(&d),
+            json!([
+                {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1revision", "value": "1111111111"},
+                {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1history"},
+            ]),
+            "{namespace}"
+        );
+    }
+    // A status write that leaves them alone gets no patch; nor does the scale subresource.
+    let d = decide_now(
+        mk_update(old(), old().replicas(5)).sub_resource("status"),
+        shop_with(exhausted()),
+    );
+    assert!(d.patch.0.is_empty());
+    let d = decide_now(
+        mk_update(old(), forged).sub_resource("scale"),
+        shop_with(exhausted()),
+    );
+    assert!(d.patch.0.is_empty());
 }
 
 #[test]
@@ -2661,7 +2734,7 @@ mod properties {
         }
 
         #[test]
-        fn unmanaged_namespaces_are_never_touched(
+        fn unmanaged_namespaces_are_never_gated(
             budget in any_budget(),
             class in 0u8..5,
             forged in any::<bool>(),
@@ -2687,8 +2760,17 @@ mod properties {
             prop_assert!(d.allowed());
             prop_assert!(!d.would_deny);
             prop_assert!(d.warnings.is_empty());
-            prop_assert!(d.patch.0.is_empty());
-            prop_assert_eq!(d.mutate_response(), AdmissionResponse::allow(UID));
+            // Nothing but a forged system annotation is ever put back.
+            let forged_stage = forged && !controller;
+            prop_assert_eq!(d.patch.0.is_empty(), !forged_stage);
+            if forged_stage {
+                prop_assert_eq!(
+                    patch_of(&d),
+                    json!([{"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1stage"}])
+                );
+            } else {
+                prop_assert_eq!(d.mutate_response(), AdmissionResponse::allow(UID));
+            }
             prop_assert_eq!(d.validate_response(), AdmissionResponse::allow(UID));
         }
 
