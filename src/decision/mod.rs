@@ -424,10 +424,10 @@ impl BudgetView<'_> {
                 reason: Reason::Burning,
                 long: format!(
                     "{who} is burning its error budget at page level ({} firing{}{left}), and the tier freezes on page burn",
-                    a.alerts.join(", "),
+                    text::firing(a),
                     text::burn_list(a)
                 ),
-                short: format!("{who} burning ({})", a.alerts.join(", ")),
+                short: format!("{who} burning ({})", text::firing(a)),
             });
         }
         if policy.platform_freeze

@@ -281,11 +281,15 @@ impl Store {
                     &tier.tier,
                     tier.remaining,
                     &tier.burn_rates,
-                    &[],
+                    &tier.alerts,
                     tier.band.clone(),
                     tier.state,
                     None,
                 );
+                let assessment = Assessment {
+                    lacking: tier.slos_without_data as usize,
+                    ..assessment
+                };
                 budgets.teams.insert(
                     (team_budget.spec.team.clone(), tier.tier.clone()),
                     assessment,
@@ -661,6 +665,49 @@ mod tests {
         assert_eq!(
             index.ran_before(&key),
             [workload_revision(&v2), "abe6038a51".to_owned()].into()
+        );
+    }
+
+    #[test]
+    fn a_page_burn_denial_names_the_alert_the_team_budget_publishes() {
+        let mut store = synced_store();
+        let mut team = payments_budget();
+        if let Some(status) = team.status.as_mut() {
+            status.evaluated_at = Some(Time("2026-11-29T09:59:30Z".parse().unwrap()));
+            status.tiers[0].state = Some(BudgetState::Burning);
+            status.tiers[0].alerts = vec!["page-fast".into()];
+            status.tiers[0].burn_rates = [("5m".to_owned(), 20.0), ("1h".to_owned(), 20.0)].into();
+        }
+        sync(vec![team], Watched::TeamBudget, &mut store);
+        let index = store.index();
+        let team = &index.budgets.teams[&("payments".to_owned(), "production".to_owned())];
+        assert_eq!(team.alerts, ["page-fast"]);
+        assert!(team.paging);
+        let deployment = |image: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "cart", "namespace": "shop", "labels": {"app": "cart"}},
+                   "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cart"}},
+                            "template": {"metadata": {"labels": {"app": "cart"}},
+                                         "spec": {"containers": [{"name": "app", "image": image}]}}}})
+        };
+        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "cart", "namespace": "shop", "operation": "UPDATE",
+            "userInfo": {"username": "jane@example.com"},
+            "object": deployment("shop/cart:v2"), "oldObject": deployment("shop/cart:v1")}});
+        let request = crate::decision::parse_review(review.to_string().as_bytes()).unwrap();
+        let d = crate::decision::decide(&request, &index, "2026-11-29T10:00:00Z".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            d.message.as_deref(),
+            Some(
+                "budgetgate denied the rollout of deployment shop/cart (team payments, tier production): \
+                 team payments is burning its error budget at page level (page-fast firing, burn 5m 20.0x, 1h 20.0x; \
+                 SLO shop/checkout-availability has 40.0% remaining), and the tier freezes on page burn. \
+                 Still allowed: rolling back to a previous revision, and scaling. \
+                 To ship anyway, ask a platform approver for a BudgetException selecting this Deployment in namespace shop."
+            )
         );
     }
 
