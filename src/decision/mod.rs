@@ -312,11 +312,14 @@ pub fn decide(
     let canary = canary
         .filter(|_| class == ChangeClass::Rollout && d.allowed() && d.mode == Enforcement::Enforce);
     // A restart outside a canary runs the revision it restarts: recorded in `history`, it
-    // is no release (no cadence spent) and a later return to it is a rollback. Mid-canary
-    // the new revision has not run yet; the canary takes it over as a new template.
+    // is no release (no cadence spent) and a later return to it is a rollback. Mid-canary,
+    // or on a paused Deployment, the new revision does not run yet: history is untouched.
     let ran = revision.as_deref().filter(|_| {
         class == ChangeClass::Restart
-            && old.is_some_and(|o| annotation(o.value(), keys::STAGE).is_none())
+            && old.is_some_and(|o| {
+                annotation(o.value(), keys::STAGE).is_none()
+                    && o.value().pointer("/spec/paused") != Some(&Value::Bool(true))
+            })
     });
     d.patch = patch::build(
         old.map(Object::value),

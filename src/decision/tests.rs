@@ -1050,7 +1050,7 @@ fn restart_again_pushes_onto_history_and_is_not_gated_under_page_burn() {
 }
 
 #[test]
-fn restart_mid_canary_keeps_the_canary_paused_and_history_untouched() {
+fn restart_of_a_paused_deployment_or_mid_canary_leaves_history_untouched() {
     let canary = |d: DeploymentBuilder| {
         d.image("v2")
             .paused(true)
@@ -1066,6 +1066,18 @@ fn restart_mid_canary_keeps_the_canary_paused_and_history_untouched() {
     );
     assert_eq!(d.class, Some(ChangeClass::Restart));
     assert!(d.allowed());
+    assert!(d.patch.0.is_empty());
+    // Paused by hand: the restarted pods do not run yet either.
+    let d = decide_now(
+        mk_update(
+            mk_deployment("checkout").paused(true),
+            mk_deployment("checkout")
+                .paused(true)
+                .restarted_at("2026-11-29T09:59:30Z"),
+        ),
+        shop_with(healthy()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Restart));
     assert!(d.patch.0.is_empty());
 }
 
