@@ -83,6 +83,8 @@ impl Spend {
 pub struct Signals {
     pub period: Option<Spend>,
     pub windows: BTreeMap<Duration, Option<Spend>>,
+    /// Of an aggregate: how many members had no period data and are not in its sums.
+    pub lacking: usize,
 }
 
 impl Signals {
@@ -97,6 +99,7 @@ impl Signals {
                 .into_iter()
                 .map(|(w, c)| (w, c.map(|c| Spend::of(c, budget_ratio))))
                 .collect(),
+            lacking: 0,
         }
     }
 
@@ -109,26 +112,41 @@ impl Signals {
     }
 }
 
-/// Event-weighted aggregate: counts are summed. Missing data in any member makes that
-/// window (or the period) of the aggregate missing: a partial sum would under-count.
+/// Event-weighted aggregate: counts are summed over the members that have them. A member
+/// without period data is left out and counted in `lacking` (DESIGN §6 step 4: an SLO
+/// without data is Unknown on its own and does not make its team Unknown); a window is
+/// summed over the members that report it. The aggregate is missing only where no member
+/// has data.
 pub fn aggregate<'a>(members: impl IntoIterator<Item = &'a Signals>) -> Signals {
-    let members: Vec<&Signals> = members.into_iter().collect();
-    let period = members
-        .iter()
-        .try_fold(Spend::default(), |sum, m| m.period.map(|p| sum.add(p)));
-    let mut keys: Vec<&Duration> = members.iter().flat_map(|m| m.windows.keys()).collect();
+    let all: Vec<&Signals> = members.into_iter().collect();
+    let members: Vec<&Signals> = all.iter().copied().filter(|m| m.period.is_some()).collect();
+    let lacking = all.len() - members.len();
+    let sum = |spends: Vec<Spend>| {
+        (!spends.is_empty()).then(|| {
+            spends
+                .into_iter()
+                .fold(Spend::default(), |sum, s| sum.add(s))
+        })
+    };
+    let period = sum(members.iter().filter_map(|m| m.period).collect());
+    let mut keys: Vec<&Duration> = all.iter().flat_map(|m| m.windows.keys()).collect();
     keys.sort();
     keys.dedup();
     let windows = keys
         .into_iter()
         .map(|key| {
-            let sum = members.iter().try_fold(Spend::default(), |sum, m| {
-                m.windows.get(key).copied().flatten().map(|s| sum.add(s))
-            });
-            (key.clone(), sum)
+            let spends = members
+                .iter()
+                .filter_map(|m| m.windows.get(key).copied().flatten())
+                .collect();
+            (key.clone(), sum(spends))
         })
         .collect();
-    Signals { period, windows }
+    Signals {
+        period,
+        windows,
+        lacking,
+    }
 }
 
 /// Burn-rate threshold of an alert pair: `budgetPercent/100 · period / long`.
@@ -194,6 +212,8 @@ pub struct Assessment {
     pub band: Option<String>,
     pub state: BudgetState,
     pub exhausts_at: Option<Timestamp>,
+    /// Of an aggregate: members without data, not counted in `remaining` and burn.
+    pub lacking: usize,
 }
 
 impl Assessment {
@@ -209,9 +229,10 @@ impl Assessment {
     }
 }
 
-/// Judges signals against a tier. State precedence: Unknown (no period data, or a page
-/// pair cannot be evaluated), Exhausted, Burning (a page pair fires), then the band's
-/// position: first band Healthy, last band Critical, bands between Caution.
+/// Judges signals against a tier. State precedence: Unknown (no period data), Exhausted,
+/// Burning (a page pair fires), Unknown (a page pair cannot be evaluated: missing data
+/// never hides a known exhaustion or page burn), then the band's position: first band
+/// Healthy, last band Critical, bands between Caution.
 pub fn assess(signals: &Signals, tier: &Tier, period: &Period, now: Timestamp) -> Assessment {
     let mut burn_rates: BTreeMap<Duration, Option<f64>> = signals
         .windows
@@ -248,9 +269,9 @@ pub fn assess(signals: &Signals, tier: &Tier, period: &Period, now: Timestamp) -
     };
     let state = match lookup {
         None => BudgetState::Unknown,
-        Some(_) if page_unknown => BudgetState::Unknown,
         Some(BandLookup::Exhausted) => BudgetState::Exhausted,
         Some(_) if paging => BudgetState::Burning,
+        Some(_) if page_unknown => BudgetState::Unknown,
         Some(BandLookup::Band(0, _)) => BudgetState::Healthy,
         Some(BandLookup::Band(i, _)) if i + 1 == tier.bands.len() => BudgetState::Critical,
         Some(BandLookup::Band(..)) => BudgetState::Caution,
@@ -271,6 +292,7 @@ pub fn assess(signals: &Signals, tier: &Tier, period: &Period, now: Timestamp) -
         band,
         state,
         exhausts_at,
+        lacking: signals.lacking,
     }
 }
 
@@ -547,25 +569,69 @@ tiers:
     }
 
     #[test]
-    fn aggregate_with_a_missing_member_is_missing() {
+    fn aggregate_sums_the_members_with_data_and_counts_the_rest() {
         let known = signals(
             Counts {
                 bad: 1.0,
                 total: 10.0,
             },
-            &[("1h", 1.0, 10.0)],
+            &[("1h", 1.0, 10.0), ("5m", 2.0, 10.0)],
         );
-        let mut unknown = signals(
+        let other = signals(
             Counts {
-                bad: 1.0,
-                total: 10.0,
+                bad: 3.0,
+                total: 30.0,
             },
-            &[("1h", 1.0, 10.0)],
+            &[("1h", 3.0, 30.0)],
         );
-        unknown.period = None;
-        unknown.windows.insert(d("1h"), None);
-        let team = aggregate([&known, &unknown]);
-        assert_eq!(team.period, None);
-        assert_eq!(team.windows[&d("1h")], None);
+        let mut lacking = signals(Counts::default(), &[("1h", 100.0, 100.0)]);
+        lacking.period = None;
+        let team = aggregate([&known, &other, &lacking]);
+        assert_eq!(team.lacking, 1);
+        let period = team.period.unwrap();
+        assert!((period.bad - 4.0).abs() < 1e-12, "{period:?}");
+        assert!((period.allowed - 0.04).abs() < 1e-12, "{period:?}");
+        // The member without period data is out of the windows too; a window only one
+        // member reports is that member's.
+        let hour = team.windows[&d("1h")].unwrap();
+        assert!((hour.bad - 4.0).abs() < 1e-12, "{hour:?}");
+        let five = team.windows[&d("5m")].unwrap();
+        assert!((five.bad - 2.0).abs() < 1e-12, "{five:?}");
+        // Nothing known: the aggregate is missing.
+        let none = aggregate([&lacking]);
+        assert_eq!((none.period, none.lacking), (None, 1));
+        assert_eq!(none.windows[&d("1h")], None);
+    }
+
+    #[test]
+    fn a_known_exhaustion_or_page_burn_wins_over_a_missing_page_window() {
+        let period = Period::at(&Window::Rolling(d("30d")), now());
+        let mut w = quiet_windows();
+        w.retain(|(k, ..)| *k != "30m");
+        // 2,200 of 2,000,000: −10% remaining, the page-slow pair unknown.
+        let exhausted = signals(
+            Counts {
+                bad: 2200.0,
+                total: 2_000_000.0,
+            },
+            &w,
+        );
+        let a = assess(&exhausted, &production(), &period, now());
+        assert_eq!(a.state, BudgetState::Exhausted);
+        assert_eq!(a.burn_rates[&d("30m")], None);
+        // 20x over 5m and 1h: page-fast fires although page-slow cannot be evaluated.
+        w.retain(|(k, ..)| *k != "5m" && *k != "1h");
+        w.extend([("5m", 20.0, 1000.0), ("1h", 20.0, 1000.0)]);
+        let burning = signals(
+            Counts {
+                bad: 400.0,
+                total: 2_000_000.0,
+            },
+            &w,
+        );
+        let a = assess(&burning, &production(), &period, now());
+        assert_eq!(a.state, BudgetState::Burning);
+        assert_eq!(a.alerts, ["page-fast"]);
+        assert!(a.paging);
     }
 }

@@ -112,7 +112,10 @@ pub struct Index {
     pub slos: BTreeMap<ObjectKey, ServiceLevelObjectiveSpec>,
     pub exceptions: BTreeMap<ObjectKey, BudgetExceptionSpec>,
     pub releases: BTreeMap<ObjectKey, ReleaseEntry>,
-    /// Revision hashes of the pod templates of the ReplicaSets each Deployment owns.
+    /// Revision hashes of the pod templates of the ReplicaSets each Deployment owns that
+    /// existed before budgetgate saw their namespace managed (cluster mode), or that the
+    /// `--policy` files list (file mode). A ReplicaSet created later (planted by a team and
+    /// adopted by the Deployment controller) is not here.
     pub revisions: BTreeMap<ObjectKey, BTreeSet<String>>,
     /// Live Deployments (file mode), as JSON.
     pub deployments: BTreeMap<ObjectKey, serde_json::Value>,
@@ -123,6 +126,30 @@ pub struct Index {
 }
 
 impl Index {
+    /// The revisions a Deployment ran before (DESIGN §6 step 2), besides its `history`:
+    /// templates of its ReplicaSets from before budgetgate managed the namespace, and those
+    /// of its `Promoted`, `Direct` and `Observed` Releases. The one rule for what a
+    /// rollback may go back to, in admission and in a canary's roll back.
+    pub fn ran_before(&self, key: &ObjectKey) -> BTreeSet<String> {
+        let mut ran = self.revisions.get(key).cloned().unwrap_or_default();
+        ran.extend(
+            self.namespace_releases(&key.namespace)
+                .filter(|(_, r)| {
+                    r.deployment == key.name
+                        && matches!(
+                            r.phase,
+                            Some(
+                                ReleasePhase::Promoted
+                                    | ReleasePhase::Direct
+                                    | ReleasePhase::Observed
+                            )
+                        )
+                })
+                .map(|(_, r)| r.revision.clone()),
+        );
+        ran
+    }
+
     /// The (team, tier) owning a namespace; `None` when the namespace is unmanaged.
     pub fn team_of(&self, namespace: &str) -> Option<(String, String)> {
         self.team_ref(namespace)
@@ -179,6 +206,35 @@ impl Index {
             .range(ObjectKey::new(namespace, "")..)
             .take_while(move |(k, _)| k.namespace == namespace)
     }
+}
+
+/// Whether a ReplicaSet created at `created` may make its template a rollback target
+/// (DESIGN §6 step 2): only one that existed before budgetgate managed its namespace. A
+/// team can create a ReplicaSet that the Deployment controller adopts; one created since
+/// never counts. `managed_since` is the earliest sign of management: when the watch first
+/// saw the namespace managed and the namespace's oldest Release (which outlives restarts).
+/// Without one, the ReplicaSet counts; with one, a ReplicaSet of unknown age does not.
+pub fn predates_management(
+    managed_since: impl IntoIterator<Item = Timestamp>,
+    created: Option<Timestamp>,
+) -> bool {
+    match (managed_since.into_iter().min(), created) {
+        (None, _) => true,
+        (Some(since), Some(created)) => created < since,
+        (Some(_), None) => false,
+    }
+}
+
+/// The creation time of the oldest Release of a namespace.
+pub fn oldest_release(
+    releases: &BTreeMap<ObjectKey, ReleaseEntry>,
+    namespace: &str,
+) -> Option<Timestamp> {
+    releases
+        .range(ObjectKey::new(namespace, "")..)
+        .take_while(|(k, _)| k.namespace == namespace)
+        .filter_map(|(_, r)| r.created)
+        .min()
 }
 
 /// One SLO's counts, ready for evaluation.
@@ -240,4 +296,29 @@ pub fn evaluate_budgets(
         budgets.platform.insert(tier, assessment);
     }
     budgets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn only_replica_sets_older_than_management_predate_it() {
+        let since = [at("2026-11-28T16:00:00Z"), at("2026-11-29T09:00:00Z")];
+        assert!(predates_management(since, Some(at("2026-11-28T15:59:59Z"))));
+        assert!(!predates_management(
+            since,
+            Some(at("2026-11-28T16:00:00Z"))
+        ));
+        assert!(!predates_management(
+            since,
+            Some(at("2026-11-29T09:30:00Z"))
+        ));
+        assert!(!predates_management(since, None));
+        assert!(predates_management([], Some(at("2026-11-29T09:30:00Z"))));
+    }
 }

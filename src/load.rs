@@ -137,6 +137,7 @@ fn describe(value: &Value) -> String {
 pub fn load_policy(path: &Path) -> Result<(Index, Notes), LoadError> {
     let mut index = Index::default();
     let mut notes = Notes::new();
+    let mut replica_sets: Vec<(ObjectKey, String, Option<crate::api::Timestamp>)> = Vec::new();
     let mut policy_file: Option<PathBuf> = None;
     for file in yaml_files(path)? {
         for (number, value) in documents(&file)? {
@@ -237,12 +238,16 @@ pub fn load_policy(path: &Path) -> Result<(Index, Notes), LoadError> {
                         .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Deployment"))
                         .filter_map(|o| o.get("name").and_then(Value::as_str));
                     let revision = workload_revision(&value);
+                    let created = value
+                        .pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str)
+                        .and_then(|t| t.parse().ok());
                     for owner in owners {
-                        index
-                            .revisions
-                            .entry(ObjectKey::new(&key.namespace, owner))
-                            .or_default()
-                            .insert(revision.clone());
+                        replica_sets.push((
+                            ObjectKey::new(&key.namespace, owner),
+                            revision.clone(),
+                            created,
+                        ));
                     }
                 }
                 (false, "apps/v1", "Deployment") => {
@@ -260,6 +265,15 @@ pub fn load_policy(path: &Path) -> Result<(Index, Notes), LoadError> {
             path,
             "no ReliabilityPolicy found; file mode needs one",
         ));
+    }
+    // Releases may come after the ReplicaSets in the files: judged once all are read. The
+    // files are the platform's record: a ReplicaSet listed without a creation time is taken
+    // as older than budgetgate.
+    for (owner, revision, created) in replica_sets {
+        let since = index::oldest_release(&index.releases, &owner.namespace);
+        if created.is_none() || index::predates_management(since, created) {
+            index.revisions.entry(owner).or_default().insert(revision);
+        }
     }
     Ok((index, notes))
 }

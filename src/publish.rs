@@ -136,6 +136,8 @@ pub fn publish(index: &Index, budgets: &Budgets, previous: &Previous, now: Times
             state: Some(a.state),
             burn_rates: burn_rates(a),
             burn_rate1h: a.burn_rate(3_600),
+            alerts: a.alerts.clone(),
+            slos_without_data: a.lacking.min(u32::MAX as usize) as u32,
             slos,
             rollouts_in_flight: releases
                 .iter()
@@ -390,6 +392,7 @@ mod tests {
                 BudgetState::Caution
             },
             exhausts_at: None,
+            lacking: 0,
         }
     }
 
@@ -471,6 +474,40 @@ mod tests {
                 .slos
                 .contains_key(&ObjectKey::new("shop", "cart-latency"))
         );
+    }
+
+    #[test]
+    fn team_status_carries_the_firing_alerts_and_the_slos_without_data() {
+        let (mut index, _) = crate::load::load_state(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/samples")),
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/manifests/samples/budgets.json"
+            )),
+        )
+        .unwrap();
+        let key = ("payments".to_owned(), "production".to_owned());
+        let team = index.budgets.teams.get_mut(&key).unwrap();
+        team.alerts = vec!["page-fast".into(), "ticket-fast".into()];
+        team.paging = true;
+        team.lacking = 1;
+        let budgets = index.budgets.clone();
+        let published = publish(&index, &budgets, &Previous::default(), at(0));
+        let production = &published.teams["payments"].tiers[0];
+        assert_eq!(production.alerts, ["page-fast", "ticket-fast"]);
+        assert_eq!(production.slos_without_data, 1);
+        let json = serde_json::to_value(production).unwrap();
+        assert_eq!(
+            json["alerts"],
+            serde_json::json!(["page-fast", "ticket-fast"])
+        );
+        assert_eq!(json["slosWithoutData"], 1);
+        // discovery: its ticket-slow pair fires, every SLO reports.
+        let discovery =
+            &publish(&index, &index.budgets, &Previous::default(), at(0)).teams["discovery"];
+        let json = serde_json::to_value(&discovery.tiers[0]).unwrap();
+        assert_eq!(json["alerts"], serde_json::json!(["ticket-slow"]));
+        assert_eq!(json.get("slosWithoutData"), None);
     }
 
     #[test]

@@ -14,13 +14,23 @@ const SAMPLES: &str = "manifests/samples";
 
 /// `evaluate --review` on a sample review: (exit code, response).
 fn review(name: &str, webhook: &str) -> (i32, Value) {
+    review_on(&format!("{SAMPLES}/budgets.json"), name, webhook)
+}
+
+/// [`review`] with another BudgetSnapshot.
+fn review_on(budgets: &str, name: &str, webhook: &str) -> (i32, Value) {
+    review_in(SAMPLES, budgets, name, webhook)
+}
+
+/// [`review`] with other policy files and BudgetSnapshot.
+fn review_in(policy: &str, budgets: &str, name: &str, webhook: &str) -> (i32, Value) {
     let review = format!("{SAMPLES}/reviews/{name}.json");
     let out = budgetgate(&[
         "evaluate",
         "--policy",
-        SAMPLES,
+        policy,
         "--budgets",
-        &format!("{SAMPLES}/budgets.json"),
+        budgets,
         "--review",
         &review,
         "--webhook",
@@ -131,6 +141,28 @@ fn rollback_to_the_serving_replica_set_passes_a_frozen_team_with_a_warning() {
 }
 
 #[test]
+fn rollout_restart_passes_a_frozen_team_and_records_the_restarted_revision() {
+    assert_eq!(
+        review("restart", "validate"),
+        (
+            0,
+            json!({
+                "uid": uid(15),
+                "allowed": true,
+                "warnings": ["budgetgate: restart of search/indexer let through despite the freeze (budget exhausted, -50.0% left)"]
+            })
+        )
+    );
+    let (code, response) = review("restart", "mutate");
+    assert_eq!(code, 0);
+    assert_eq!(response["allowed"], true);
+    assert_eq!(
+        decoded_patch(&response),
+        json!([{"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "053111694b,c0ffee0001"}])
+    );
+}
+
+#[test]
 fn rollout_of_a_team_with_an_exhausted_budget_is_denied() {
     assert_eq!(
         review("rollout-exhausted", "validate"),
@@ -147,6 +179,114 @@ fn rollout_of_a_team_with_an_exhausted_budget_is_denied() {
     assert_eq!(
         review("rollout-exhausted", "mutate"),
         (0, json!({"uid": uid(6), "allowed": true}))
+    );
+}
+
+#[test]
+fn missing_data_never_lifts_a_known_exhaustion() {
+    // query-availability's 30m series is missing (its page-slow pair cannot be judged), and
+    // the team has an SLO whose period series is missing: the known −50% still denies.
+    let mut budgets: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{SAMPLES}/budgets.json")).unwrap())
+            .unwrap();
+    let slos = budgets["slos"].as_array_mut().unwrap();
+    let query = slos
+        .iter_mut()
+        .find(|s| s["name"] == "query-availability")
+        .unwrap();
+    query["windows"]["30m"] = Value::Null;
+    slos.push(json!({
+        "namespace": "search", "name": "query-latency", "objective": 99.0,
+        "period": null, "windows": {}
+    }));
+    let path = scratch("budgets-missing.json", &budgets.to_string());
+    let message = EXHAUSTED_INDEXER.replace(
+        "(burn 5m 1.6x, 1h 1.5x, 6h 1.5x). ",
+        "(burn 5m 1.6x, 1h 1.5x, 6h 1.5x); 1 SLO without data is not counted. ",
+    );
+    assert_eq!(
+        review_on(&path, "rollout-exhausted", "validate"),
+        (
+            1,
+            json!({
+                "uid": uid(6),
+                "allowed": false,
+                "status": {"code": 403, "reason": "Forbidden", "message": message}
+            })
+        )
+    );
+}
+
+#[test]
+fn relabelling_a_rollout_keeps_the_stricter_slo_and_drops_foreign_exceptions() {
+    // indexer relabelled app=query in the same write would match query's override
+    // hotfix-4411: an exception applies only when it selects the old and the new labels.
+    assert_eq!(
+        review("relabel-onto-exception", "validate"),
+        (
+            1,
+            json!({
+                "uid": uid(16),
+                "allowed": false,
+                "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
+            })
+        )
+    );
+    // checkout relabelled app=cart: cart-latency (99%) and the team (89%) would give the
+    // healthy plan; checkout's own SLO (40%) still selects it by its old labels: caution.
+    let (code, response) = review("relabel-laxer-slo", "mutate");
+    assert_eq!(code, 0);
+    assert_eq!(
+        decoded_patch(&response),
+        json!([
+            {"op": "add", "path": "/spec/paused", "value": true},
+            {"op": "add", "path": "/metadata/annotations", "value": {
+                "budgetgate.dev/band": "caution",
+                "budgetgate.dev/pause": "5m",
+                "budgetgate.dev/plan": "10,25,50,100",
+                "budgetgate.dev/revision": "316d50f5d6",
+                "budgetgate.dev/stage": "0"
+            }}
+        ])
+    );
+}
+
+#[test]
+fn a_planted_replica_set_does_not_make_a_rollout_a_rollback() {
+    // indexer-planted (v4, created after search's first Release) is ignored: denied.
+    let denied = json!({
+        "uid": uid(6),
+        "allowed": false,
+        "status": {"code": 403, "reason": "Forbidden", "message": EXHAUSTED_INDEXER}
+    });
+    assert_eq!(review("rollout-exhausted", "validate"), (1, denied));
+    // The same ReplicaSet from before search was managed is one indexer ran: a rollback.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-predating");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(SAMPLES).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("2026-11-29T09:30:00Z", "2026-11-01T00:00:00Z");
+            std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    assert_eq!(
+        review_in(
+            &dir.to_string_lossy(),
+            &format!("{SAMPLES}/budgets.json"),
+            "rollout-exhausted",
+            "validate"
+        ),
+        (
+            0,
+            json!({
+                "uid": uid(6),
+                "allowed": true,
+                "warnings": ["budgetgate: rollback of search/indexer let through despite the freeze (budget exhausted, -50.0% left)"]
+            })
+        )
     );
 }
 
@@ -261,6 +401,28 @@ fn forged_system_annotations_are_restored_by_the_mutating_webhook() {
             {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "3f9a1c0b2d"}
         ])
     );
+}
+
+#[test]
+fn forged_system_annotations_are_restored_unmanaged_and_on_the_status_subresource() {
+    let restored = json!([
+        {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1stage"},
+        {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "3f9a1c0b2d"}
+    ]);
+    for (name, n) in [
+        ("forged-annotations-unmanaged", 18),
+        ("forged-annotations-status", 19),
+    ] {
+        assert_eq!(
+            review(name, "validate"),
+            (0, json!({"uid": uid(n), "allowed": true})),
+            "{name}"
+        );
+        let (code, response) = review(name, "mutate");
+        assert_eq!(code, 0, "{name}");
+        assert_eq!(response["allowed"], true, "{name}");
+        assert_eq!(decoded_patch(&response), restored, "{name}");
+    }
 }
 
 #[test]

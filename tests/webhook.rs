@@ -10,14 +10,19 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-const REVIEWS: [&str; 13] = [
+const REVIEWS: [&str; 18] = [
     "budget-exception-invalid",
     "create",
     "dry-run",
     "dryrun-namespace",
     "exception-override",
     "forged-annotations",
+    "forged-annotations-status",
+    "forged-annotations-unmanaged",
     "metadata",
+    "relabel-laxer-slo",
+    "relabel-onto-exception",
+    "restart",
     "rollback",
     "rollout-exhausted",
     "rollout-image-change",
@@ -68,7 +73,7 @@ async fn every_sample_review_gets_the_answer_evaluate_gives() {
     assert_eq!(last["fields"]["reason"], "exhausted");
     let metrics = metrics(webhook.metrics).await;
     assert!(
-        metrics.contains(r#"budgetgate_admission_requests_total{webhook="validate",operation="UPDATE",decision="deny",reason="exhausted"} 3"#),
+        metrics.contains(r#"budgetgate_admission_requests_total{webhook="validate",operation="UPDATE",decision="deny",reason="exhausted"} 4"#),
         "{metrics}"
     );
     assert!(
@@ -80,7 +85,7 @@ async fn every_sample_review_gets_the_answer_evaluate_gives() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 13"#),
+        metrics.contains(r#"budgetgate_admission_duration_seconds_count{webhook="mutate"} 18"#),
         "{metrics}"
     );
 }

@@ -14,6 +14,10 @@ pub const TRACK: &str = "budgetgate.dev/track";
 /// Label Kubernetes adds to ReplicaSet templates; ignored when comparing templates.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
+/// Pod-template annotation `kubectl rollout restart` sets; a change of it alone is a
+/// restart, not a rollout.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
 pub const REVISION: &str = "budgetgate.dev/revision";
 pub const PLAN: &str = "budgetgate.dev/plan";
 pub const PAUSE: &str = "budgetgate.dev/pause";

@@ -71,6 +71,13 @@ pub struct TierBudget {
     /// The 1h burn rate again, for the printer column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burn_rate1h: Option<f64>,
+    /// Names of the alert pairs firing on the team's aggregate (a page pair firing is
+    /// what a page-burn denial names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
+    /// How many of the team's SLOs in the tier had no data and are not in `remaining`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slos_without_data: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slos: Vec<SloSummary>,
     #[serde(default)]
@@ -79,6 +86,10 @@ pub struct TierBudget {
     pub last_release: Option<LastRelease>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incidents: Vec<Incident>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

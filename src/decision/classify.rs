@@ -14,9 +14,12 @@ pub enum ChangeClass {
     Create,
     /// The pod template changed to something not served before.
     Rollout,
-    /// The pod template went back to one a ReplicaSet of the Deployment has, or one in
-    /// its `history`.
+    /// The pod template went back to one the Deployment ran before: in its `history`, an
+    /// earlier release, or a ReplicaSet from before budgetgate managed the namespace.
     Rollback,
+    /// The pod templates differ only in the `kubectl.kubernetes.io/restartedAt`
+    /// annotation (`kubectl rollout restart`): the same pods, started again.
+    Restart,
     /// Only `spec.replicas` changed.
     Scale,
     /// Anything else that leaves the pod template alone.
@@ -29,6 +32,7 @@ impl ChangeClass {
             ChangeClass::Create => "create",
             ChangeClass::Rollout => "rollout",
             ChangeClass::Rollback => "rollback",
+            ChangeClass::Restart => "restart",
             ChangeClass::Scale => "scale",
             ChangeClass::Metadata => "metadata",
         }
@@ -175,8 +179,8 @@ pub fn annotation<'a>(workload: &'a Value, key: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-/// Classifies a write. `old` is `None` on CREATE; `served` holds the revisions of the
-/// ReplicaSets the Deployment owns.
+/// Classifies a write. `old` is `None` on CREATE; `served` holds the revisions the
+/// Deployment ran before besides its `history` ([`crate::index::Index::ran_before`]).
 pub fn classify(old: Option<&Object>, new: &Object, served: &BTreeSet<String>) -> ChangeClass {
     classify_revision(old, new, served).0
 }
@@ -201,6 +205,9 @@ pub fn classify_revision(
                 .is_some_and(|text| new_template.matches(text));
         if !same {
             let revision = new_template.revision();
+            if is_restart(old, new) {
+                return (ChangeClass::Restart, Some(revision));
+            }
             let class = if served.contains(&revision) || history(old.value()).contains(&revision) {
                 ChangeClass::Rollback
             } else {
@@ -228,6 +235,33 @@ pub fn classify_revision(
         ChangeClass::Metadata
     };
     (class, None)
+}
+
+/// Whether two different templates are the same once the restart annotation (and the
+/// `pod-template-hash` label) are left out, an emptied annotation map counting as none.
+fn is_restart(old: &Object, new: &Object) -> bool {
+    let without_restart = |object: &Object| -> Option<Value> {
+        let mut template: Value = serde_json::from_str(object.template()?).ok()?;
+        if let Some(metadata) = template.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut) {
+                labels.remove(keys::POD_TEMPLATE_HASH);
+            }
+            if let Some(annotations) = metadata
+                .get_mut("annotations")
+                .and_then(Value::as_object_mut)
+            {
+                annotations.remove(keys::RESTARTED_AT);
+                if annotations.is_empty() {
+                    metadata.remove("annotations");
+                }
+            }
+        }
+        Some(template)
+    };
+    match (without_restart(old), without_restart(new)) {
+        (Some(old), Some(new)) => old == new,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +365,39 @@ mod tests {
                 Some(workload_revision(&deployment("v2", 3)))
             )
         );
+    }
+
+    #[test]
+    fn restart_annotation_alone_is_a_restart_with_the_new_revision() {
+        let mut restarted = deployment("v1", 3);
+        restarted["spec"]["template"]["metadata"]["annotations"] =
+            json!({keys::RESTARTED_AT: "2026-11-29T09:58:00Z"});
+        let revision = workload_revision(&restarted);
+        assert_ne!(revision, workload_revision(&deployment("v1", 3)));
+        let old = object("v1", 3);
+        let new = Object::new(restarted.clone());
+        assert_eq!(
+            classify_revision(Some(&old), &new, &BTreeSet::new()),
+            (ChangeClass::Restart, Some(revision))
+        );
+        // Restarted again, with a new replica count in the same write.
+        let mut again = restarted.clone();
+        again["spec"]["replicas"] = json!(5);
+        again["spec"]["template"]["metadata"]["annotations"][keys::RESTARTED_AT] =
+            json!("2026-11-29T09:59:00Z");
+        assert_eq!(
+            classify(Some(&new), &Object::new(again), &BTreeSet::new()),
+            ChangeClass::Restart
+        );
+        // A restart annotation riding on an image change is a rollout.
+        let mut image = restarted;
+        image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
+        assert_eq!(
+            classify(Some(&old), &Object::new(image), &BTreeSet::new()),
+            ChangeClass::Rollout
+        );
+        assert_eq!(ChangeClass::Restart.as_str(), "restart");
+        assert!(!ChangeClass::Restart.is_gated());
     }
 
     #[test]

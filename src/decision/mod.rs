@@ -206,7 +206,10 @@ pub fn decide(
         return exception::validate(req, index.policy.as_ref(), now);
     }
     let gated_op = matches!(req.operation, Operation::Create | Operation::Update);
-    if !is_deployment(req) || !gated_op || req.sub_resource.is_some() {
+    // A status write can carry metadata changes: the system annotations are guarded there too.
+    let status_update =
+        req.operation == Operation::Update && req.sub_resource.as_deref() == Some("status");
+    if !is_deployment(req) || !gated_op || (req.sub_resource.is_some() && !status_update) {
         return Ok(Decision::new(req, Reason::NotApplicable));
     }
     let new = req.object.as_ref().ok_or_else(|| {
@@ -223,13 +226,33 @@ pub fn decide(
         d.reason = Reason::NoPolicy;
         return Ok(d);
     };
+    let controller = policy.controller_users.contains(&req.user_info.username);
+    // System annotations are budgetgate's in every namespace, managed or not, and on the
+    // status subresource (DESIGN §9): a value forged where nothing is gated would count
+    // once the namespace is managed. Only the annotations: nothing else is touched there.
+    let restore_annotations = |d: &mut Decision| {
+        if !controller {
+            d.patch = patch::annotations_only(patch::build(
+                old.map(Object::value),
+                new.value(),
+                true,
+                None,
+                None,
+            ));
+        }
+    };
+    if status_update {
+        restore_annotations(&mut d);
+        return Ok(d);
+    }
     let Some((team, tier_name)) = index.team_of(&d.namespace) else {
         d.reason = Reason::Unmanaged;
+        restore_annotations(&mut d);
         return Ok(d);
     };
     d.team = Some(team.clone());
     d.tier = Some(tier_name.clone());
-    if policy.controller_users.contains(&req.user_info.username) {
+    if controller {
         d.reason = Reason::ControllerUser;
         return Ok(d);
     }
@@ -239,15 +262,15 @@ pub fn decide(
             "budgetgate: namespace {} names tier {tier_name:?}, which the policy lacks; not gated",
             d.namespace
         )));
+        restore_annotations(&mut d);
         return Ok(d);
     };
     d.mode = index.enforcement(&d.namespace, tier);
     let key = ObjectKey::new(&d.namespace, &d.name);
-    let empty = Default::default();
-    let (class, revision) =
-        classify_revision(old, new, index.revisions.get(&key).unwrap_or(&empty));
+    let (class, revision) = classify_revision(old, new, &index.ran_before(&key));
     d.class = Some(class);
     let labels = labels_of(new.value());
+    let old_labels = old.map(|o| labels_of(o.value()));
     let progressive = index
         .namespaces
         .get(&d.namespace)
@@ -260,6 +283,7 @@ pub fn decide(
         team: &team,
         key: &key,
         labels: &labels,
+        old_labels: old_labels.as_ref(),
         now,
     };
     let view = ctx.budget_view();
@@ -267,17 +291,18 @@ pub fn decide(
     if !class.is_gated() {
         d.reason = Reason::NotGated;
         // Only enforce freezes anything; elsewhere the warning would be news of nothing.
-        if class == ChangeClass::Rollback
+        if matches!(class, ChangeClass::Rollback | ChangeClass::Restart)
             && d.mode == Enforcement::Enforce
             && let Some(freeze) = view.freeze(tier, policy)
         {
             d.warnings.push(short(format!(
-                "budgetgate: rollback of {key} let through despite the freeze ({})",
+                "budgetgate: {} of {key} let through despite the freeze ({})",
+                class.as_str(),
                 freeze.short
             )));
         }
     } else {
-        let revision = revision.unwrap_or_else(|| new.revision());
+        let revision = revision.clone().unwrap_or_else(|| new.revision());
         canary = ctx.gate(&mut d, &view, progressive, &revision);
     }
     // Creation has no serving version to compare a canary against: it rolls out directly.
@@ -286,7 +311,23 @@ pub fn decide(
     // would pass as a rollback once the namespace enforces.
     let canary = canary
         .filter(|_| class == ChangeClass::Rollout && d.allowed() && d.mode == Enforcement::Enforce);
-    d.patch = patch::build(old.map(Object::value), new.value(), true, canary.as_ref());
+    // A restart outside a canary runs the revision it restarts: recorded in `history`, it
+    // is no release (no cadence spent) and a later return to it is a rollback. Mid-canary,
+    // or on a paused Deployment, the new revision does not run yet: history is untouched.
+    let ran = revision.as_deref().filter(|_| {
+        class == ChangeClass::Restart
+            && old.is_some_and(|o| {
+                annotation(o.value(), keys::STAGE).is_none()
+                    && o.value().pointer("/spec/paused") != Some(&Value::Bool(true))
+            })
+    });
+    d.patch = patch::build(
+        old.map(Object::value),
+        new.value(),
+        true,
+        canary.as_ref(),
+        ran,
+    );
     d.canary = canary;
     Ok(d)
 }
@@ -309,7 +350,11 @@ struct Context<'a> {
     tier: &'a Tier,
     team: &'a str,
     key: &'a ObjectKey,
+    /// The Deployment's labels after the change, and before it on an UPDATE: relabelling
+    /// cannot move a Deployment to a laxer SLO or onto someone else's exception (DESIGN §6
+    /// step 2).
     labels: &'a BTreeMap<String, String>,
+    old_labels: Option<&'a BTreeMap<String, String>>,
     now: Timestamp,
 }
 
@@ -345,10 +390,9 @@ impl BudgetView<'_> {
         self.freeze_with(tier, policy, self.remaining)
     }
 
+    /// Only what is known freezes: stale data leaves nothing known, an Unknown member
+    /// leaves the others' exhaustion and page burn in force.
     fn freeze_with(&self, tier: &Tier, policy: &Policy, remaining: Option<f64>) -> Option<Refusal> {
-        if self.untrusted.is_some() {
-            return None;
-        }
         // A team without objectives has no budget of its own to exhaust, but the platform
         // freeze still covers it: it freezes every team of the tier.
         if let Some(remaining) =
@@ -358,10 +402,15 @@ impl BudgetView<'_> {
                 .limiting_assessment
                 .map(text::burns)
                 .unwrap_or_default();
+            let lacking = match self.limiting_assessment.map_or(0, |a| a.lacking) {
+                0 => String::new(),
+                1 => "; 1 SLO without data is not counted".to_owned(),
+                n => format!("; {n} SLOs without data are not counted"),
+            };
             return Some(Refusal {
                 reason: Reason::Exhausted,
                 long: format!(
-                    "the error budget is exhausted: {} has {} remaining{burn}",
+                    "the error budget is exhausted: {} has {} remaining{burn}{lacking}",
                     self.limiting,
                     pct(remaining)
                 ),
@@ -378,10 +427,10 @@ impl BudgetView<'_> {
                 reason: Reason::Burning,
                 long: format!(
                     "{who} is burning its error budget at page level ({} firing{}{left}), and the tier freezes on page burn",
-                    a.alerts.join(", "),
+                    text::firing(a),
                     text::burn_list(a)
                 ),
-                short: format!("{who} burning ({})", a.alerts.join(", ")),
+                short: format!("{who} burning ({})", text::firing(a)),
             });
         }
         if policy.platform_freeze
@@ -416,9 +465,10 @@ impl Context<'_> {
             .range(ObjectKey::new(&self.key.namespace, "")..)
             .take_while(|(k, _)| k.namespace == self.key.namespace)
             .filter(|(_, spec)| {
-                spec.deployment_selector
-                    .as_ref()
-                    .is_none_or(|s| selector::matches(s, self.labels))
+                spec.deployment_selector.as_ref().is_none_or(|s| {
+                    selector::matches(s, self.labels)
+                        || self.old_labels.is_some_and(|old| selector::matches(s, old))
+                })
             })
             .map(|(k, _)| k)
             .collect();
@@ -433,6 +483,7 @@ impl Context<'_> {
         };
         let Some(evaluated_at) = budgets.evaluated_at else {
             view.untrusted = Some("no budget data has been loaded".into());
+            view.platform = None;
             return view;
         };
         let age = self.now.duration_since(evaluated_at);
@@ -441,6 +492,8 @@ impl Context<'_> {
                 "budget data is stale (evaluated at {evaluated_at}, older than staleAfter {})",
                 self.tier.stale_after
             ));
+            // Stale data is known of nothing, the platform's included.
+            view.platform = None;
             return view;
         }
         if team.is_none() && selecting.is_empty() {
@@ -454,15 +507,20 @@ impl Context<'_> {
                 .into_iter()
                 .map(|k| (format!("SLO {k}"), budgets.slos.get(k))),
         );
+        // Every member with a known remaining budget counts, whatever else is missing: an
+        // Unknown member sends the change to onStale, but never hides a known exhaustion or
+        // page burn of another (DESIGN §6 step 4).
         for (who, assessment) in members {
-            let Some(a) = assessment
-                .filter(|a| a.remaining.is_some() && a.state != crate::api::BudgetState::Unknown)
-            else {
+            let known = assessment.filter(|a| a.state != crate::api::BudgetState::Unknown);
+            if known.is_none() && view.untrusted.is_none() {
                 view.untrusted = Some(format!("the budget of {who} is unknown (metrics missing)"));
-                return view;
+            }
+            let Some(a) = assessment else {
+                continue;
             };
-            let r = a.remaining.unwrap_or_default();
-            if view.remaining.is_none_or(|min| r < min) {
+            if let Some(r) = a.remaining
+                && view.remaining.is_none_or(|min| r < min)
+            {
                 view.remaining = Some(r);
                 view.limiting = who.clone();
                 view.limiting_assessment = Some(a);
@@ -511,8 +569,17 @@ impl Context<'_> {
             d.band = Some(band.0.clone());
             return canary(band);
         }
-        // 4. Data we cannot trust: onStale decides.
-        if let Some(why) = &view.untrusted {
+        // 4. Data we cannot trust: onStale decides, unless what is known already freezes
+        // (step 5 then denies, saying what is missing).
+        let extra = offset
+            .as_ref()
+            .map_or(0.0, |(_, spec)| spec.extra_budget.unwrap_or_default());
+        let known_freeze = view.untrusted.is_some()
+            && !view.no_objectives
+            && view
+                .freeze_with(self.tier, self.policy, view.remaining.map(|r| r + extra))
+                .is_some();
+        if let Some(why) = view.untrusted.as_ref().filter(|_| !known_freeze) {
             d.reason = Reason::Stale;
             match self.tier.on_stale {
                 OnStale::Allow => {
@@ -562,7 +629,10 @@ impl Context<'_> {
             )));
         }
         d.remaining = remaining;
-        if let Some(refusal) = view.freeze_with(self.tier, self.policy, remaining) {
+        if let Some(mut refusal) = view.freeze_with(self.tier, self.policy, remaining) {
+            if let Some(why) = &view.untrusted {
+                refusal.long = format!("{}; {why}, which does not lift the freeze", refusal.long);
+            }
             self.refuse(d, refusal);
             return None;
         }
@@ -662,8 +732,8 @@ impl Context<'_> {
         }
     }
 
-    /// The active exceptions matching the Deployment: the first override and the largest
-    /// offset, by name. Expired ones, ones that do not match, and ones whose `maxRollouts`
+    /// The active exceptions matching the Deployment (before and after the change): the
+    /// first override and the largest offset, by name. Expired ones, ones that do not match, and ones whose `maxRollouts`
     /// are used up are skipped (the last with a warning).
     fn active_exceptions(&self, d: &mut Decision) -> (ActiveException<'_>, ActiveException<'_>) {
         let mut override_ = None;
@@ -674,6 +744,9 @@ impl Context<'_> {
                 || spec.reason.trim().is_empty()
                 || spec.approved_by.trim().is_empty()
                 || !selector::matches(&spec.selector, self.labels)
+                || self
+                    .old_labels
+                    .is_some_and(|old| !selector::matches(&spec.selector, old))
             {
                 continue;
             }

@@ -27,8 +27,16 @@ fn annotations(workload: &Value) -> Option<&Map<String, Value>> {
 }
 
 /// Builds the patch. `restore` puts every system annotation back to its value on `old`
-/// (absent on CREATE); `canary` pauses the Deployment and writes the plan's annotations.
-pub fn build(old: Option<&Value>, new: &Value, restore: bool, canary: Option<&Canary>) -> Patch {
+/// (absent on CREATE); `canary` pauses the Deployment and writes the plan's annotations;
+/// `ran` pushes a revision onto `history` (a restart: the revision it restarts ran, so
+/// the ledger records no release for it and going back to it is a rollback).
+pub fn build(
+    old: Option<&Value>,
+    new: &Value,
+    restore: bool,
+    canary: Option<&Canary>,
+    ran: Option<&str>,
+) -> Patch {
     let original = annotations(new);
     let mut desired = original.cloned().unwrap_or_default();
     if restore {
@@ -39,6 +47,17 @@ pub fn build(old: Option<&Value>, new: &Value, restore: bool, canary: Option<&Ca
                 None => desired.remove(key),
             };
         }
+    }
+    if let Some(revision) = ran {
+        let history = desired
+            .get(keys::HISTORY)
+            .and_then(Value::as_str)
+            .map(super::parse_history)
+            .unwrap_or_default();
+        desired.insert(
+            keys::HISTORY.to_owned(),
+            Value::String(crate::rollout::ledger::push_history(&history, revision)),
+        );
     }
     let mut ops = Vec::new();
     // A running canary keeps the Deployment paused: un-pausing it would skip the canary.
@@ -93,6 +112,18 @@ pub fn build(old: Option<&Value>, new: &Value, restore: bool, canary: Option<&Ca
     Patch(ops)
 }
 
+/// Only the operations on annotations: where budgetgate gates nothing (unmanaged
+/// namespaces, the status subresource) it guards its annotations and leaves the pause alone.
+pub fn annotations_only(patch: Patch) -> Patch {
+    Patch(
+        patch
+            .0
+            .into_iter()
+            .filter(|op| op.path().to_string().starts_with("/metadata/annotations"))
+            .collect(),
+    )
+}
+
 fn add(path: String, value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation {
         // Paths are built from fixed keys above and always parse.
@@ -130,7 +161,7 @@ mod tests {
     #[test]
     fn plan_on_a_deployment_without_annotations_adds_the_map() {
         let new = json!({"metadata": {"name": "x"}, "spec": {}});
-        let patch = build(None, &new, true, Some(&canary()));
+        let patch = build(None, &new, true, Some(&canary()), None);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             json!([
@@ -154,7 +185,7 @@ mod tests {
             "budgetgate.dev/stage": "4",
             "team/note": "kept"
         }}});
-        let patch = build(Some(&old), &new, true, None);
+        let patch = build(Some(&old), &new, true, None, None);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             json!([
@@ -169,18 +200,18 @@ mod tests {
         let old = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": true}});
         let new = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": false}});
         assert_eq!(
-            serde_json::to_value(build(Some(&old), &new, true, None)).unwrap(),
+            serde_json::to_value(build(Some(&old), &new, true, None, None)).unwrap(),
             json!([{"op": "add", "path": "/spec/paused", "value": true}])
         );
         // Without a canary in progress, pausing is the user's business.
         let old = json!({"metadata": {}, "spec": {"paused": true}});
         let new = json!({"metadata": {}, "spec": {"paused": false}});
-        assert!(build(Some(&old), &new, true, None).0.is_empty());
+        assert!(build(Some(&old), &new, true, None, None).0.is_empty());
     }
 
     #[test]
     fn nothing_to_change_is_an_empty_patch() {
         let d = json!({"metadata": {"annotations": {"budgetgate.dev/history": "a"}}});
-        assert!(build(Some(&d), &d, true, None).0.is_empty());
+        assert!(build(Some(&d), &d, true, None, None).0.is_empty());
     }
 }

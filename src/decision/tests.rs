@@ -96,6 +96,7 @@ struct DeploymentBuilder {
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     template_labels: BTreeMap<String, String>,
+    template_annotations: BTreeMap<String, String>,
     paused: Option<bool>,
 }
 
@@ -110,6 +111,7 @@ fn mk_deployment(name: &str) -> DeploymentBuilder {
         labels: labels(&[("app", name)]),
         annotations: BTreeMap::new(),
         template_labels: labels(&[("app", name)]),
+        template_annotations: BTreeMap::new(),
         paused: None,
     }
 }
@@ -146,6 +148,13 @@ impl DeploymentBuilder {
         self
     }
 
+    /// `kubectl rollout restart` at `at`: the pod template's restartedAt annotation.
+    fn restarted_at(mut self, at: &str) -> Self {
+        self.template_annotations
+            .insert(keys::RESTARTED_AT.into(), at.into());
+        self
+    }
+
     fn paused(mut self, paused: bool) -> Self {
         self.paused = Some(paused);
         self
@@ -171,6 +180,9 @@ impl DeploymentBuilder {
                 }]}
             }
         });
+        if !self.template_annotations.is_empty() {
+            spec["template"]["metadata"]["annotations"] = json!(self.template_annotations);
+        }
         if let Some(paused) = self.paused {
             spec["paused"] = json!(paused);
         }
@@ -331,6 +343,12 @@ impl Budget {
     /// Burn 20x over 5m and 1h: the page-fast pair (14.4x) fires.
     fn paging(self) -> Self {
         self.window("5m", 20.0, 1000.0).window("1h", 20.0, 1000.0)
+    }
+
+    /// The window's counts missing (its series absent in Prometheus).
+    fn missing_window(mut self, window: &'static str) -> Self {
+        self.windows.insert(window, None);
+        self
     }
 
     fn missing_period(mut self) -> Self {
@@ -722,14 +740,12 @@ fn missing_policy_fails_open() {
 
 #[test]
 fn unmanaged_namespace_is_allowed_without_patch() {
-    // Forged system annotations too: budgetgate does not touch what it does not manage.
     let old = || mk_deployment("checkout").namespace("legacy");
-    let new = old().image("v2").annotation(keys::STAGE, "4");
     for index in [
         shop_with(exhausted()),
         shop_with(exhausted()).namespace("legacy", &[(keys::TIER, "production")]),
     ] {
-        let d = decide_now(mk_update(old(), new.clone()), index);
+        let d = decide_now(mk_update(old(), old().image("v2")), index);
         assert_eq!(d.reason, Reason::Unmanaged);
         assert_eq!(d.namespace, "legacy");
         assert_eq!(d.team, None);
@@ -739,6 +755,81 @@ fn unmanaged_namespace_is_allowed_without_patch() {
         assert!(d.patch.0.is_empty());
         assert_eq!(d.mutate_response(), AdmissionResponse::allow(UID));
     }
+}
+
+#[test]
+fn forged_system_annotations_are_restored_in_an_unmanaged_namespace() {
+    // A history forged while the namespace is unmanaged would make a rollout a rollback the
+    // day it is managed. The pause of what looks like a canary is left alone there.
+    let old = || {
+        mk_deployment("checkout")
+            .namespace("legacy")
+            .annotation(keys::HISTORY, "1111111111")
+            .annotation(keys::STAGE, "1")
+            .paused(true)
+    };
+    let forged = old()
+        .image("v2")
+        .paused(false)
+        .annotation(keys::HISTORY, &format!("{CHECKOUT_V2},1111111111"))
+        .annotation(keys::STAGE, "4");
+    let d = decide_now(mk_update(old(), forged.clone()), shop_with(exhausted()));
+    assert_eq!(d.reason, Reason::Unmanaged);
+    assert!(d.allowed());
+    assert!(d.warnings.is_empty());
+    assert_eq!(
+        patch_of(&d),
+        json!([
+            {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1stage", "value": "1"},
+            {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history", "value": "1111111111"},
+        ])
+    );
+    // budgetgate's own writes are not reverted.
+    let own = decide_now(
+        mk_update(old(), forged).user(CONTROLLER),
+        shop_with(exhausted()),
+    );
+    assert!(own.patch.0.is_empty());
+}
+
+#[test]
+fn forged_system_annotations_are_restored_on_the_status_subresource() {
+    let old = || mk_deployment("checkout").annotation(keys::REVISION, "1111111111");
+    let forged = old()
+        .annotation(keys::REVISION, CHECKOUT_V2)
+        .annotation(keys::HISTORY, CHECKOUT_V2);
+    for namespace in ["shop", "legacy"] {
+        let d = decide_now(
+            mk_update(
+                old().namespace(namespace),
+                forged.clone().namespace(namespace),
+            )
+            .sub_resource("status"),
+            shop_with(exhausted()),
+        );
+        assert_eq!(d.reason, Reason::NotApplicable, "{namespace}");
+        assert!(d.allowed());
+        assert_eq!(d.class, None);
+        assert_eq!(
+            patch_of(&d),
+            json!([
+                {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1revision", "value": "1111111111"},
+                {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1history"},
+            ]),
+            "{namespace}"
+        );
+    }
+    // A status write that leaves them alone gets no patch; nor does the scale subresource.
+    let d = decide_now(
+        mk_update(old(), old().replicas(5)).sub_resource("status"),
+        shop_with(exhausted()),
+    );
+    assert!(d.patch.0.is_empty());
+    let d = decide_now(
+        mk_update(old(), forged).sub_resource("scale"),
+        shop_with(exhausted()),
+    );
+    assert!(d.patch.0.is_empty());
 }
 
 #[test]
@@ -906,6 +997,140 @@ fn rollback_outside_a_freeze_passes_without_a_warning() {
 }
 
 #[test]
+fn restart_passes_during_a_freeze_with_a_warning_and_records_the_revision_in_history() {
+    let restarted = mk_deployment("checkout").restarted_at("2026-11-29T09:58:00Z");
+    let revision = workload_revision(&restarted.clone().build());
+    let d = decide_now(
+        mk_update(mk_deployment("checkout"), restarted),
+        shop_with(exhausted()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Restart));
+    assert_eq!(d.reason, Reason::NotGated);
+    assert!(d.allowed());
+    assert!(!d.would_deny);
+    assert_eq!(d.message, None);
+    assert_warnings(
+        &d,
+        &[
+            "budgetgate: restart of shop/checkout let through despite the freeze (budget exhausted, -10.0% left)",
+        ],
+    );
+    assert_eq!(d.canary, None);
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/metadata/annotations", "value": {
+            "budgetgate.dev/history": revision,
+        }}])
+    );
+}
+
+#[test]
+fn restart_again_pushes_onto_history_and_is_not_gated_under_page_burn() {
+    let first = mk_deployment("checkout")
+        .restarted_at("2026-11-29T09:00:00Z")
+        .annotation(keys::HISTORY, "1111111111,2222222222");
+    let second = mk_deployment("checkout")
+        .restarted_at("2026-11-29T09:59:30Z")
+        .annotation(keys::HISTORY, "1111111111,2222222222");
+    let revision = workload_revision(&second.clone().build());
+    let d = decide_now(mk_update(first, second), shop_with(healthy().paging()));
+    assert_eq!(d.class, Some(ChangeClass::Restart));
+    assert!(d.allowed());
+    assert_warnings(
+        &d,
+        &[
+            "budgetgate: restart of shop/checkout let through despite the freeze (team payments burning (page-fast))",
+        ],
+    );
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/metadata/annotations/budgetgate.dev~1history",
+                "value": format!("{revision},1111111111,2222222222")}])
+    );
+}
+
+#[test]
+fn restart_of_a_paused_deployment_or_mid_canary_leaves_history_untouched() {
+    let canary = |d: DeploymentBuilder| {
+        d.image("v2")
+            .paused(true)
+            .annotation(keys::STAGE, "1")
+            .annotation(keys::REVISION, CHECKOUT_V2)
+    };
+    let d = decide_now(
+        mk_update(
+            canary(mk_deployment("checkout")),
+            canary(mk_deployment("checkout")).restarted_at("2026-11-29T09:59:30Z"),
+        ),
+        shop_with(healthy()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Restart));
+    assert!(d.allowed());
+    assert!(d.patch.0.is_empty());
+    // Paused by hand: the restarted pods do not run yet either.
+    let d = decide_now(
+        mk_update(
+            mk_deployment("checkout").paused(true),
+            mk_deployment("checkout")
+                .paused(true)
+                .restarted_at("2026-11-29T09:59:30Z"),
+        ),
+        shop_with(healthy()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Restart));
+    assert!(d.patch.0.is_empty());
+}
+
+#[test]
+fn restart_annotation_with_another_change_is_a_rollout() {
+    let d = decide_now(
+        mk_update(
+            mk_deployment("checkout"),
+            mk_deployment("checkout")
+                .image("v2")
+                .restarted_at("2026-11-29T09:58:00Z"),
+        ),
+        shop_with(exhausted()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Rollout));
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+}
+
+#[test]
+fn rollback_is_only_to_a_revision_an_earlier_release_ran() {
+    let v1 = workload_revision(&mk_deployment("checkout").image("v1").build());
+    let back_to_v1 = || {
+        mk_update(
+            mk_deployment("checkout").image("v2"),
+            mk_deployment("checkout").image("v1"),
+        )
+    };
+    for (phase, class) in [
+        (ReleasePhase::Promoted, ChangeClass::Rollback),
+        (ReleasePhase::Direct, ChangeClass::Rollback),
+        (ReleasePhase::Observed, ChangeClass::Rollback),
+        (ReleasePhase::RolledBack, ChangeClass::Rollout),
+        (ReleasePhase::Superseded, ChangeClass::Rollout),
+        (ReleasePhase::Failed, ChangeClass::Rollout),
+    ] {
+        let index = shop_with(exhausted()).release("shop", {
+            let mut release = mk_release("checkout", &v1).phase(phase);
+            release.entry.revision = v1.clone();
+            release
+        });
+        let d = decide_now(back_to_v1(), index);
+        assert_eq!(d.class, Some(class), "{phase:?}");
+        assert_eq!(d.allowed(), class == ChangeClass::Rollback, "{phase:?}");
+    }
+    // Another Deployment's release of the same template is not this one's.
+    let mut other = mk_release("cart", &v1).phase(ReleasePhase::Promoted);
+    other.entry.revision = v1.clone();
+    let d = decide_now(back_to_v1(), shop_with(exhausted()).release("shop", other));
+    assert_eq!(d.class, Some(ChangeClass::Rollout));
+}
+
+#[test]
 fn template_not_served_before_is_a_gated_rollout() {
     // A ReplicaSet of another template does not make v2 a rollback.
     let replica_set = mk_deployment("checkout").image("v0").build();
@@ -1051,6 +1276,86 @@ fn slo_selecting_other_deployments_does_not_limit_this_one() {
     assert_eq!(d.reason, Reason::WithinBudget);
     assert_eq!(d.band.as_deref(), Some("healthy"));
     assert_remaining(&d, 0.84);
+}
+
+#[test]
+fn relabelling_cannot_move_a_deployment_to_a_laxer_slo() {
+    // checkout's own SLO is spent; promo's is healthy and ten times busier (team: 88%).
+    let index = shop_with(exhausted()).slo(
+        "shop",
+        "promo-availability",
+        "promo",
+        mk_budget(400.0, 20_000_000.0),
+    );
+    let request = || {
+        mk_update(
+            mk_deployment("checkout").image("v1"),
+            mk_deployment("checkout").image("v2").label("app", "promo"),
+        )
+    };
+    let d = decide_now(request(), index);
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert_eq!(
+        d.message.as_deref(),
+        Some(
+            format!(
+                "budgetgate denied the rollout of deployment shop/checkout (team payments, tier production): \
+                 the error budget is exhausted: SLO shop/checkout-availability has -10.0% remaining \
+                 (burn 5m 2.5x, 1h 3.0x, 6h 1.2x). {SHOP_TAIL}"
+            )
+            .as_str()
+        )
+    );
+    // Created with promo's labels, the same Deployment is promo's to judge.
+    let created = decide_now(
+        mk_create(mk_deployment("checkout").image("v2").label("app", "promo")),
+        shop_with(exhausted()).slo(
+            "shop",
+            "promo-availability",
+            "promo",
+            mk_budget(400.0, 20_000_000.0),
+        ),
+    );
+    assert_eq!(created.reason, Reason::WithinBudget);
+    assert_eq!(created.band.as_deref(), Some("healthy"));
+}
+
+#[test]
+fn relabelling_onto_another_deployments_exception_does_not_apply_it() {
+    let index =
+        || shop_with(exhausted()).exception("shop", mk_exception("promo-hotfix").selects("promo"));
+    let d = decide_now(
+        mk_update(
+            mk_deployment("checkout").image("v1"),
+            mk_deployment("checkout").image("v2").label("app", "promo"),
+        ),
+        index(),
+    );
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert_eq!(d.exception, None);
+    assert!(d.warnings.is_empty());
+    // Nor does dropping the label an exception selects keep it: it must select both.
+    let kept = decide_now(
+        mk_update(
+            mk_deployment("checkout").image("v1").label("app", "promo"),
+            mk_deployment("checkout").image("v2"),
+        ),
+        index(),
+    );
+    assert_eq!(kept.reason, Reason::Exhausted);
+    assert_eq!(kept.exception, None);
+    // Unchanged labels it selects: the exception applies.
+    let own = decide_now(
+        mk_update(
+            mk_deployment("checkout").image("v1").label("app", "promo"),
+            mk_deployment("checkout").image("v2").label("app", "promo"),
+        ),
+        index(),
+    );
+    assert_eq!(own.reason, Reason::Exception);
+    assert_eq!(own.exception.as_deref(), Some("promo-hotfix"));
 }
 
 #[test]
@@ -1515,6 +1820,103 @@ fn missing_period_counts_makes_the_team_budget_unknown() {
         &["budgetgate: budget of team payments unknown or stale; allowed by onStale=allow"],
     );
     assert_eq!(d.band.as_deref(), Some("critical"));
+}
+
+#[test]
+fn slo_without_data_does_not_make_its_team_unknown() {
+    // cart-latency was added after the last evaluation; it selects only cart.
+    let index = shop_with(caution())
+        .slo_without_data("shop", "cart-latency", "cart")
+        .tier("production", |t| t.on_stale = Some(OnStale::Deny));
+    let d = decide_now(checkout_rollout(), index);
+    assert_eq!(d.reason, Reason::WithinBudget);
+    assert!(d.allowed());
+    assert_remaining(&d, 0.4);
+    assert_eq!(d.band.as_deref(), Some("caution"));
+}
+
+#[test]
+fn known_exhaustion_denies_whatever_slo_lacks_data() {
+    // The team's budget is known exhausted; a new SLO of checkout has no data yet, and the
+    // tier would allow on stale data.
+    let index = shop_with(exhausted()).slo_without_data("shop", "checkout-latency", "checkout");
+    let d = decide_now(checkout_rollout(), index);
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert_eq!(
+        d.message.as_deref(),
+        Some(
+            format!(
+                "budgetgate denied the rollout of deployment shop/checkout (team payments, tier production): \
+                 the error budget is exhausted: team payments has -10.0% remaining \
+                 (burn 5m 2.5x, 1h 3.0x, 6h 1.2x); the budget of SLO shop/checkout-latency is unknown (metrics missing), \
+                 which does not lift the freeze. {SHOP_TAIL}"
+            )
+            .as_str()
+        )
+    );
+    assert!(d.warnings.is_empty());
+}
+
+#[test]
+fn team_exhaustion_names_the_slos_left_out_for_lack_of_data() {
+    // cart-latency's period series is missing and it selects cart only; the team total is
+    // checkout's and cart-availability's.
+    let index = shop_with(exhausted())
+        .slo("shop", "cart-availability", "cart", exhausted())
+        .slo("shop", "cart-latency", "cart", healthy().missing_period());
+    let d = decide_now(
+        mk_update(
+            mk_deployment("search").image("v1"),
+            mk_deployment("search").image("v2"),
+        ),
+        index,
+    );
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(
+        d.message.as_deref().is_some_and(|m| m.contains(
+            "the error budget is exhausted: team payments has -10.0% remaining (burn 5m 2.5x, 1h 3.0x, 6h 1.2x); \
+             1 SLO without data is not counted. "
+        )),
+        "{:?}",
+        d.message
+    );
+}
+
+#[test]
+fn missing_page_window_does_not_hide_an_exhausted_budget() {
+    let d = decide_now(
+        checkout_rollout(),
+        shop_with(exhausted().missing_window("30m")),
+    );
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(!d.allowed());
+    assert!(
+        d.message.as_deref().is_some_and(|m| m.contains(
+            "the error budget is exhausted: team payments has -10.0% remaining (burn 5m 2.5x, 1h 3.0x, 6h 1.2x). "
+        )),
+        "{:?}",
+        d.message
+    );
+}
+
+#[test]
+fn known_page_burn_denies_whatever_else_is_missing() {
+    // page-fast fires on checkout's SLO; its 6h window is missing (page-slow unknown).
+    let d = decide_now(
+        checkout_rollout(),
+        shop_with(healthy().paging().missing_window("6h")),
+    );
+    assert_eq!(d.reason, Reason::Burning);
+    assert!(!d.allowed());
+    assert!(
+        d.message.as_deref().is_some_and(|m| m.starts_with(
+            "budgetgate denied the rollout of deployment shop/checkout (team payments, tier production): \
+             team payments is burning its error budget at page level (page-fast firing"
+        )),
+        "{:?}",
+        d.message
+    );
 }
 
 #[test]
@@ -2323,7 +2725,7 @@ mod properties {
             prop_assert!(d.allowed());
             // The only patch is the restoring of forged system annotations.
             if forged {
-                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), true, None);
+                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), true, None, None);
                 prop_assert_eq!(&d.patch, &restore);
                 prop_assert!(!d.patch.0.is_empty());
             } else {
@@ -2344,7 +2746,7 @@ mod properties {
         }
 
         #[test]
-        fn unmanaged_namespaces_are_never_touched(
+        fn unmanaged_namespaces_are_never_gated(
             budget in any_budget(),
             class in 0u8..5,
             forged in any::<bool>(),
@@ -2370,8 +2772,17 @@ mod properties {
             prop_assert!(d.allowed());
             prop_assert!(!d.would_deny);
             prop_assert!(d.warnings.is_empty());
-            prop_assert!(d.patch.0.is_empty());
-            prop_assert_eq!(d.mutate_response(), AdmissionResponse::allow(UID));
+            // Nothing but a forged system annotation is ever put back.
+            let forged_stage = forged && !controller;
+            prop_assert_eq!(d.patch.0.is_empty(), !forged_stage);
+            if forged_stage {
+                prop_assert_eq!(
+                    patch_of(&d),
+                    json!([{"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1stage"}])
+                );
+            } else {
+                prop_assert_eq!(d.mutate_response(), AdmissionResponse::allow(UID));
+            }
             prop_assert_eq!(d.validate_response(), AdmissionResponse::allow(UID));
         }
 

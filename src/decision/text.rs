@@ -49,6 +49,16 @@ pub fn burn_list(a: &Assessment) -> String {
     }
 }
 
+/// The firing alert pairs by name; a budget known to burn at page level whose alert names
+/// were not published still says what fires.
+pub fn firing(a: &Assessment) -> String {
+    if a.alerts.is_empty() {
+        "a page alert".to_owned()
+    } else {
+        a.alerts.join(", ")
+    }
+}
+
 /// `what` is `rollout` or `creation`.
 pub fn denial(what: &str, key: &ObjectKey, team: &str, tier: &str, why: &str) -> String {
     format!(
@@ -69,6 +79,23 @@ mod tests {
         assert_eq!(w.chars().count(), 120);
         assert!(w.ends_with('…'));
         assert_eq!(short("fine".into()), "fine");
+    }
+
+    #[test]
+    fn firing_names_the_alerts_or_says_a_page_alert() {
+        let mut a = Assessment {
+            remaining: Some(0.5),
+            burn_rates: Default::default(),
+            alerts: vec!["page-fast".into(), "page-slow".into()],
+            paging: true,
+            band: None,
+            state: crate::api::BudgetState::Burning,
+            exhausts_at: None,
+            lacking: 0,
+        };
+        assert_eq!(firing(&a), "page-fast, page-slow");
+        a.alerts.clear();
+        assert_eq!(firing(&a), "a page alert");
     }
 
     #[test]

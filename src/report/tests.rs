@@ -130,6 +130,7 @@ fn index() -> Index {
             band: Some("caution".into()),
             state: BudgetState::Caution,
             exhausts_at: None,
+            lacking: 0,
         },
     );
     index

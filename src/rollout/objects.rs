@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The canary Deployment `<name>-canary` as the state machine sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,13 +245,17 @@ pub fn canary_object(
 }
 
 /// The template to restore on roll back: among the ReplicaSets the Deployment controls
-/// (by uid), the newest (by the Deployment controller's `deployment.kubernetes.io/revision`)
-/// whose template is not the canary's revision, without its `pod-template-hash` label.
-/// `None` when there is none (a Deployment created with a canary plan has nothing older).
+/// (by uid) whose template is a revision the Deployment `ran` before (its `history` and
+/// [`crate::index::Index::ran_before`]: the rule admission applies to rollbacks, so a
+/// ReplicaSet a team planted is never restored), the newest (by the Deployment
+/// controller's `deployment.kubernetes.io/revision`) that is not the canary's revision,
+/// without its `pod-template-hash` label. `None` when there is none (a Deployment created
+/// with a canary plan has nothing older).
 pub fn serving_template(
     replica_sets: &[ReplicaSet],
     owner_uid: &str,
     canary_revision: &str,
+    ran: &BTreeSet<String>,
 ) -> Option<(String, Value)> {
     replica_sets
         .iter()
@@ -259,7 +263,7 @@ pub fn serving_template(
         .filter_map(|rs| {
             let value = serde_json::to_value(rs).ok()?;
             let revision = classify::workload_revision(&value);
-            if revision == canary_revision {
+            if revision == canary_revision || !ran.contains(&revision) {
                 return None;
             }
             let number = annotation(&rs.metadata, "deployment.kubernetes.io/revision")

@@ -6,6 +6,7 @@ use super::*;
 use crate::api::{CanarySpec, Duration, Plan, ReleasePhase, Timestamp};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use serde_json::json;
+use std::collections::BTreeSet;
 
 const T0: &str = "2026-11-29T10:00:00Z";
 const NEW: &str = "bbbbbbbbbb";
@@ -784,16 +785,42 @@ fn roll_back_restores_the_newest_owned_replica_set_that_is_not_the_canary() {
         rs("2", "web:2", "u-1"),
         rs("9", "web:planted", "u-other"),
     ];
-    let (revision, template) = serving_template(&sets, "u-1", "none").unwrap();
+    let ran: BTreeSet<String> = sets
+        .iter()
+        .map(|rs| crate::decision::workload_revision(&serde_json::to_value(rs).unwrap()))
+        .collect();
+    let (revision, template) = serving_template(&sets, "u-1", "none", &ran).unwrap();
     assert_eq!(
         template,
         json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:3"}]}})
     );
     assert_eq!(revision, crate::decision::revision_hash(&template));
     // The newest one is the canary's own revision (a promotion that was rolling): skip it.
-    let (_, template) = serving_template(&sets, "u-1", &revision).unwrap();
+    let (_, template) = serving_template(&sets, "u-1", &revision, &ran).unwrap();
     assert_eq!(template["spec"]["containers"][0]["image"], "web:2");
-    assert_eq!(serving_template(&[], "u-1", "x"), None);
+    assert_eq!(serving_template(&[], "u-1", "x", &ran), None);
+}
+
+#[test]
+fn roll_back_never_restores_a_replica_set_the_deployment_did_not_run() {
+    // web-7 was planted by a team (adopted, newest revision number): not a revision web
+    // ran, so the rollback restores web:2, which did.
+    let sets = [
+        rs("1", "web:1", "u-1"),
+        rs("2", "web:2", "u-1"),
+        rs("7", "web:planted", "u-1"),
+    ];
+    let revision =
+        |i: usize| crate::decision::workload_revision(&serde_json::to_value(&sets[i]).unwrap());
+    let ran = BTreeSet::from([revision(0), revision(1)]);
+    let (restored, template) = serving_template(&sets, "u-1", "canary0000", &ran).unwrap();
+    assert_eq!(restored, revision(1));
+    assert_eq!(template["spec"]["containers"][0]["image"], "web:2");
+    // Nothing it ran: nothing to restore.
+    assert_eq!(
+        serving_template(&sets, "u-1", "canary0000", &BTreeSet::new()),
+        None
+    );
 }
 
 #[test]

@@ -516,6 +516,7 @@ pub fn team(
         band: None,
         state: BudgetState::Unknown,
         exhausts_at: None,
+        lacking: 0,
     };
     let published = index.team_budgets.get(team);
     let tiers = tier_names

@@ -85,8 +85,10 @@ struct Store {
     team_budgets: Kind<TeamBudget>,
     exceptions: Kind<BudgetException>,
     releases: Kind<ReleaseEntry>,
-    /// (owning Deployment, template revision) per ReplicaSet.
-    replica_sets: Kind<(String, String)>,
+    /// (owning Deployment, template revision, creation time) per ReplicaSet.
+    replica_sets: Kind<(String, String, Option<Timestamp>)>,
+    /// When this store first saw each namespace managed (a team label).
+    first_managed: BTreeMap<String, Timestamp>,
 }
 
 // Events are moved once from the watch into the store; boxing them would only add an
@@ -105,9 +107,17 @@ enum Watched {
 impl Store {
     fn apply(&mut self, event: Watched) {
         match event {
-            Watched::Namespace(e) => self.namespaces.apply(e, |ns: &Namespace| {
-                Some(NamespaceMeta::from_labels(ns.labels()))
-            }),
+            Watched::Namespace(e) => {
+                self.namespaces.apply(e, |ns: &Namespace| {
+                    Some(NamespaceMeta::from_labels(ns.labels()))
+                });
+                let now = Timestamp::now();
+                for (key, meta) in &self.namespaces.live {
+                    if meta.team.is_some() {
+                        self.first_managed.entry(key.name.clone()).or_insert(now);
+                    }
+                }
+            }
             Watched::Policy(e) => self
                 .policies
                 .apply(e, |p: &ReliabilityPolicy| Some(p.clone())),
@@ -128,7 +138,8 @@ impl Store {
                     .find(|o| o.kind == "Deployment" && o.controller == Some(true))?;
                 // Only the revision is kept: the template itself can be large.
                 let value = serde_json::to_value(rs).ok()?;
-                Some((owner.name.clone(), workload_revision(&value)))
+                let created = rs.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                Some((owner.name.clone(), workload_revision(&value), created))
             }),
         }
     }
@@ -166,6 +177,15 @@ impl Store {
         }
     }
 
+    /// [`crate::index::predates_management`] for a ReplicaSet of `namespace`.
+    fn ran_before_management(&self, namespace: &str, created: Option<Timestamp>) -> bool {
+        let since = [
+            self.first_managed.get(namespace).copied(),
+            crate::index::oldest_release(&self.releases.live, namespace),
+        ];
+        crate::index::predates_management(since.into_iter().flatten(), created)
+    }
+
     fn index(&self) -> Index {
         let policy = self.policy();
         let namespaces: BTreeMap<String, NamespaceMeta> = self
@@ -176,7 +196,10 @@ impl Store {
             .collect();
         let mut revisions: BTreeMap<ObjectKey, std::collections::BTreeSet<String>> =
             BTreeMap::new();
-        for (key, (owner, revision)) in &self.replica_sets.live {
+        for (key, (owner, revision, created)) in &self.replica_sets.live {
+            if !self.ran_before_management(&key.namespace, *created) {
+                continue;
+            }
             revisions
                 .entry(ObjectKey::new(&key.namespace, owner))
                 .or_default()
@@ -258,11 +281,15 @@ impl Store {
                     &tier.tier,
                     tier.remaining,
                     &tier.burn_rates,
-                    &[],
+                    &tier.alerts,
                     tier.band.clone(),
                     tier.state,
                     None,
                 );
+                let assessment = Assessment {
+                    lacking: tier.slos_without_data as usize,
+                    ..assessment
+                };
                 budgets.teams.insert(
                     (team_budget.spec.team.clone(), tier.tier.clone()),
                     assessment,
@@ -318,6 +345,7 @@ fn assessment(
         band,
         state: state.unwrap_or(BudgetState::Unknown),
         exhausts_at,
+        lacking: 0,
     }
 }
 
@@ -548,7 +576,7 @@ mod tests {
         sync(vec![], Watched::Exception, &mut store);
         sync(vec![], Watched::Release, &mut store);
         let rs: ReplicaSet = object(json!({
-            "metadata": {"name": "checkout-abc", "namespace": "shop",
+            "metadata": {"name": "checkout-abc", "namespace": "shop", "creationTimestamp": "2026-10-01T00:00:00Z",
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "uid": "u", "controller": true}]},
             "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "checkout", "pod-template-hash": "abc"}},
                      "spec": {"containers": [{"name": "app", "image": "shop/checkout:v2"}]}}}
@@ -593,6 +621,93 @@ mod tests {
         assert_eq!(
             index.budgets.evaluated_at,
             Some("2026-11-29T09:59:30Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn replica_sets_created_since_the_namespace_was_managed_are_no_rollback_targets() {
+        let mut store = synced_store();
+        let release: Release = object(json!({
+            "apiVersion": "budgetgate.dev/v1alpha1", "kind": "Release",
+            "metadata": {"name": "checkout-abe6038a-4", "namespace": "shop", "creationTimestamp": "2026-11-01T00:00:00Z"},
+            "spec": {"deployment": "checkout", "revision": "abe6038a51"},
+            "status": {"phase": "Direct"}
+        }));
+        sync(vec![release], Watched::Release, &mut store);
+        let replica_set = |name: &str, created: &str, image: &str| -> ReplicaSet {
+            object(json!({
+                "metadata": {"name": name, "namespace": "shop", "creationTimestamp": created,
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "uid": "u", "controller": true}]},
+                "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "checkout"}},
+                         "spec": {"containers": [{"name": "app", "image": image}]}}}
+            }))
+        };
+        // checkout-abc (v2, 2026-10-01) predates the namespace's first Release; the planted
+        // v3 (created after it, replicas 0, adopted) does not.
+        sync(
+            vec![
+                replica_set("checkout-abc", "2026-10-01T00:00:00Z", "shop/checkout:v2"),
+                replica_set(
+                    "checkout-planted",
+                    "2026-11-28T00:00:00Z",
+                    "shop/checkout:v3",
+                ),
+            ],
+            Watched::ReplicaSet,
+            &mut store,
+        );
+        let v2 = json!({"spec": {"template": {"metadata": {"labels": {"app": "checkout"}},
+                         "spec": {"containers": [{"name": "app", "image": "shop/checkout:v2"}]}}}});
+        let index = store.index();
+        let key = ObjectKey::new("shop", "checkout");
+        assert_eq!(index.revisions[&key], [workload_revision(&v2)].into());
+        // The Direct Release's revision ran too.
+        assert_eq!(
+            index.ran_before(&key),
+            [workload_revision(&v2), "abe6038a51".to_owned()].into()
+        );
+    }
+
+    #[test]
+    fn a_page_burn_denial_names_the_alert_the_team_budget_publishes() {
+        let mut store = synced_store();
+        let mut team = payments_budget();
+        if let Some(status) = team.status.as_mut() {
+            status.evaluated_at = Some(Time("2026-11-29T09:59:30Z".parse().unwrap()));
+            status.tiers[0].state = Some(BudgetState::Burning);
+            status.tiers[0].alerts = vec!["page-fast".into()];
+            status.tiers[0].burn_rates = [("5m".to_owned(), 20.0), ("1h".to_owned(), 20.0)].into();
+        }
+        sync(vec![team], Watched::TeamBudget, &mut store);
+        let index = store.index();
+        let team = &index.budgets.teams[&("payments".to_owned(), "production".to_owned())];
+        assert_eq!(team.alerts, ["page-fast"]);
+        assert!(team.paging);
+        let deployment = |image: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "cart", "namespace": "shop", "labels": {"app": "cart"}},
+                   "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cart"}},
+                            "template": {"metadata": {"labels": {"app": "cart"}},
+                                         "spec": {"containers": [{"name": "app", "image": image}]}}}})
+        };
+        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "cart", "namespace": "shop", "operation": "UPDATE",
+            "userInfo": {"username": "jane@example.com"},
+            "object": deployment("shop/cart:v2"), "oldObject": deployment("shop/cart:v1")}});
+        let request = crate::decision::parse_review(review.to_string().as_bytes()).unwrap();
+        let d = crate::decision::decide(&request, &index, "2026-11-29T10:00:00Z".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            d.message.as_deref(),
+            Some(
+                "budgetgate denied the rollout of deployment shop/cart (team payments, tier production): \
+                 team payments is burning its error budget at page level (page-fast firing, burn 5m 20.0x, 1h 20.0x; \
+                 SLO shop/checkout-availability has 40.0% remaining), and the tier freezes on page burn. \
+                 Still allowed: rolling back to a previous revision, and scaling. \
+                 To ship anyway, ask a platform approver for a BudgetException selecting this Deployment in namespace shop."
+            )
         );
     }
 

@@ -222,7 +222,9 @@ impl Op<'_> {
                 "the ReplicaSets of {}",
                 key.namespace
             )))?;
-        let serving = rollout::objects::serving_template(&sets.items, &uid, &r.revision);
+        let mut ran = self.index.ran_before(key);
+        ran.extend(self.gathered.view.history.iter().cloned());
+        let serving = rollout::objects::serving_template(&sets.items, &uid, &r.revision, &ran);
         let (patch, outcome, reason, restored) = match &serving {
             Some((stable, template)) => (
                 rollout::objects::rollback_patch(self.deployment, stable, template, &r.revision),

@@ -272,6 +272,7 @@ fn assessment(remaining: f64, burn: f64) -> Assessment {
         band: Some("healthy".into()),
         state: BudgetState::Healthy,
         exhausts_at: None,
+        lacking: 0,
     }
 }
 
@@ -283,6 +284,11 @@ fn mk_index(team_burn: f64) -> Index {
         policy: Some(Policy::from_spec(&policy.spec).unwrap()),
         ..Index::default()
     };
+    // web:1, the template of web's serving ReplicaSet, ran before the canary.
+    index.revisions.insert(
+        crate::index::ObjectKey::new(NS, "web"),
+        [crate::decision::revision_hash(&pod_template("web:1"))].into(),
+    );
     index.namespaces.insert(
         NS.into(),
         NamespaceMeta {
