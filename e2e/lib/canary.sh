@@ -271,13 +271,23 @@ scenario_canary_scaling_mid_canary_keeps_the_replica_count() {
   # An HPA owns spec.replicas (no metrics server here, so we move replicas the way it would).
   k -n e2e-cy-hpa autoscale deploy web --min=3 --max=12 >/dev/null || fail "autoscale" || return 1
   k -n e2e-cy-hpa set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
-  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-hpa) == 0/3/Progressing ]] && break; sleep 0.25; done
+  wait_stage e2e-cy-hpa 0 || fail "never at stage 0: $(stage_of e2e-cy-hpa)" || return 1
   k -n e2e-cy-hpa scale deploy web --replicas=12 >/dev/null || fail "scale" || return 1
+  # 25% of 12 = 4 canary pods once scaled (one kubectl call per poll: both Deployments in
+  # one read), unless stage 0's pause ran out first; 50% = 12 at stage 1 either way.
+  local sizes="" resized=""
+  for ((i = 0; i < 100; i++)); do
+    sizes=$(k -n e2e-cy-hpa get deploy -o jsonpath='{range .items[*]}{.metadata.name}={.spec.replicas}={.metadata.annotations.budgetgate\.dev/stage} {end}')
+    [[ " $sizes " == *" web-canary=4="* ]] && { resized="0/4 "; break; }
+    [[ " $sizes " == *" web=12=0 "* ]] || break
+    sleep 0.1
+  done
+  [[ -n $resized || " $sizes " != *" web=12=0 "* ]] || fail "the canary kept its size at stage 0: $sizes" || return 1
   seq=$(follow e2e-cy-hpa "Promoted RolledBack" 90) || fail "did not finish: $seq" || return 1
-  # 25% of 12 = 4 canary pods once scaled; 50% = 12.
-  expect_has "canary follows the new size" "$seq" "0/4" && expect_has "stage 1" "$seq" "1/12" &&
+  expect_has "stage 1" "$seq" "1/12" &&
     expect_eq "outcome" "${seq##*=> }" Promoted &&
-    expect_eq "replicas kept" "$(k -n e2e-cy-hpa get deploy web -o jsonpath='{.spec.replicas}')" 12
+    expect_eq "replicas kept" "$(k -n e2e-cy-hpa get deploy web -o jsonpath='{.spec.replicas}')" 12 || return 1
+  echo "${resized:-(stage 0 ended before the resize) }$seq" >"$OUT/detail"
 }
 
 scenario_canary_caution_band_is_slower_than_healthy() {
