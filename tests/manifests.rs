@@ -346,3 +346,36 @@ fn a_network_policy_admits_only_the_ports_each_component_serves() {
         assert_eq!(admitted, served, "{name}");
     }
 }
+
+#[test]
+fn both_scrape_manifests_carry_the_canary_track_from_the_pod_label() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/monitoring");
+    let monitor = documents(&dir.join("podmonitor.yaml")).remove(0);
+    let last = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last,
+        serde_json::json!({"sourceLabels": ["__meta_kubernetes_pod_label_budgetgate_dev_track"], "targetLabel": "track"})
+    );
+    let plain = documents(&dir.join("scrape-config.yaml")).remove(0);
+    let last = plain["scrape_configs"][0]["relabel_configs"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last,
+        serde_json::json!({"source_labels": ["__meta_kubernetes_pod_label_budgetgate_dev_track"], "target_label": "track"})
+    );
+    // The e2e Prometheus relabels its simulated pods the same way.
+    let cluster =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/cluster")).unwrap();
+    assert!(cluster.contains(
+        "      - source_labels: [__meta_kubernetes_pod_label_budgetgate_dev_track]\n        target_label: track\n"
+    ));
+}
