@@ -9,6 +9,7 @@
 //!
 //! Thin I/O shells: [`load`] (file mode), [`source`] (file polling and cluster watches),
 //! [`prom`]'s client (Prometheus),
+//! [`listener`] (accepting connections within limits, for every server),
 //! [`webhook`] (the TLS server), [`controller`] (budget evaluation, status writes and
 //! canaries), the scoreboard's HTTP server ([`scoreboard::http`]),
 //! [`certs`], and [`cli`].
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod controller;
 pub mod decision;
 pub mod index;
+pub mod listener;
 pub mod load;
 pub mod policy;
 pub mod prom;

@@ -25,7 +25,12 @@ async fn start_with(prometheus: Option<PromConfig>) -> SocketAddr {
     let scoreboard = Arc::new(Scoreboard::new(shared, prometheus).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, scoreboard, std::future::pending()));
+    tokio::spawn(serve(
+        listener,
+        budgetgate::listener::Limits::default(),
+        scoreboard,
+        std::future::pending(),
+    ));
     addr
 }
 

@@ -212,6 +212,76 @@ pub struct TlsArgs {
     /// this server stack, for load benchmarks.
     #[arg(long, hide = true)]
     pub bare_endpoint: bool,
+    /// Open connections the admission port holds at most (keep it well below the process's
+    /// file-descriptor limit); one more is closed at once.
+    #[arg(long, env = "BUDGETGATE_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Reviews read or answered at once; one more is answered 503 at once.
+    #[arg(long, env = "BUDGETGATE_MAX_INFLIGHT_REVIEWS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight_reviews: u32,
+    /// Bytes of review bodies held at once over all connections (64Mi, 512Ki, or bytes);
+    /// a body that would exceed it is answered 503 at once. Each body is also at most 7 MiB.
+    #[arg(long, env = "BUDGETGATE_REVIEW_BODY_BUDGET", default_value = "64Mi", value_parser = parse_bytes)]
+    pub review_body_budget: u64,
+    /// Time to receive a review's whole body, from its request head; later is answered 408.
+    #[arg(long, env = "BUDGETGATE_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub body_read_timeout: std::time::Duration,
+}
+
+impl TlsArgs {
+    pub fn review_limits(&self) -> crate::webhook::intake::ReviewLimits {
+        crate::webhook::intake::ReviewLimits {
+            max_in_flight: self.max_inflight_reviews as usize,
+            body_budget: usize::try_from(self.review_body_budget).unwrap_or(usize::MAX),
+            body_read_timeout: self.body_read_timeout,
+        }
+    }
+}
+
+/// Connection limits of every listener (admission, metrics, scoreboard).
+#[derive(clap::Args, Debug)]
+pub struct ListenerArgs {
+    /// Deadline for the TLS handshake and HTTP protocol detection of a new connection.
+    #[arg(long, env = "BUDGETGATE_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_timeout)]
+    pub handshake_timeout: std::time::Duration,
+    /// HTTP/1: time to receive each request head (also the wait for the next request on
+    /// a keep-alive connection). HTTP/2: time to the first request.
+    #[arg(long, env = "BUDGETGATE_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_timeout)]
+    pub header_read_timeout: std::time::Duration,
+    /// A connection with no request in flight for this long is closed.
+    #[arg(long, env = "BUDGETGATE_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub idle_timeout: std::time::Duration,
+    /// HTTP/2 streams a client may have open at once on one connection.
+    #[arg(long, env = "BUDGETGATE_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
+    /// Interval of HTTP/2 keep-alive pings.
+    #[arg(long, env = "BUDGETGATE_HTTP2_KEEP_ALIVE_INTERVAL", default_value = "20s", value_parser = parse_timeout)]
+    pub http2_keep_alive_interval: std::time::Duration,
+    /// An HTTP/2 connection whose ping is not answered within this is closed.
+    #[arg(long, env = "BUDGETGATE_HTTP2_KEEP_ALIVE_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub http2_keep_alive_timeout: std::time::Duration,
+    /// Open connections the metrics port and the scoreboard each hold at most.
+    #[arg(long, env = "BUDGETGATE_METRICS_MAX_CONNECTIONS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub metrics_max_connections: u32,
+}
+
+impl ListenerArgs {
+    /// The limits of a listener holding at most `max_connections`.
+    pub fn limits(&self, max_connections: u32) -> crate::listener::Limits {
+        crate::listener::Limits {
+            max_connections: max_connections as usize,
+            handshake_timeout: self.handshake_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            http2_keep_alive_interval: self.http2_keep_alive_interval,
+            http2_keep_alive_timeout: self.http2_keep_alive_timeout,
+        }
+    }
 }
 
 /// What every long-running command has.
@@ -230,6 +300,8 @@ pub struct ProcessArgs {
     /// Worker threads (default: one per core).
     #[arg(long, env = "BUDGETGATE_WORKERS")]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub listeners: ListenerArgs,
 }
 
 /// The budget controller.
@@ -306,6 +378,33 @@ pub struct ServeArgs {
 
 fn parse_duration(text: &str) -> Result<api::Duration, String> {
     api::Duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// A server timeout: `250ms`, or a duration such as `5s` or `1m`.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return match ms.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+            _ => Err(format!("{text:?}: want a positive number of ms, s or m")),
+        };
+    }
+    parse_duration(text).map(|d| std::time::Duration::from_secs(d.seconds()))
+}
+
+/// A byte count: plain, or with a `Ki`, `Mi` or `Gi` suffix.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (digits, unit) = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)]
+        .iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|d| (d, *unit)))
+        .unwrap_or((text, 1));
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            format!("{text:?}: want a positive byte count such as 64Mi, 512Ki or 1048576")
+        })
 }
 
 #[derive(clap::Args, Debug)]
@@ -853,6 +952,47 @@ mod tests {
             listen(&["--dashboard-listen", "localhost"]),
             Err(clap::error::ErrorKind::ValueValidation)
         );
+    }
+
+    #[test]
+    fn server_limits_take_milliseconds_seconds_and_byte_suffixes() {
+        use std::time::Duration as Std;
+        assert_eq!(parse_timeout("250ms"), Ok(Std::from_millis(250)));
+        assert_eq!(parse_timeout("5s"), Ok(Std::from_secs(5)));
+        assert_eq!(parse_timeout("1m30s"), Ok(Std::from_secs(90)));
+        assert!(parse_timeout("0ms").is_err());
+        assert!(parse_timeout("fast").is_err());
+        assert_eq!(parse_bytes("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_bytes("512Ki"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("64MB").is_err());
+        assert!(parse_bytes("99999999999Gi").is_err());
+    }
+
+    #[test]
+    fn the_review_port_defaults_stay_well_below_a_1024_descriptor_limit() {
+        let argv = [
+            "budgetgate",
+            "webhook",
+            "--tls-cert-file",
+            "c",
+            "--tls-key-file",
+            "k",
+        ];
+        let Command::Webhook(a) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        let listeners = &a.process.listeners;
+        assert_eq!(a.tls.max_connections, 512);
+        assert!(a.tls.max_connections + 2 * listeners.metrics_max_connections < 1024 - 128);
+        assert_eq!(listeners.limits(7).max_connections, 7);
+        assert_eq!(
+            listeners.handshake_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(a.tls.review_limits().body_budget, 64 << 20);
+        assert_eq!(a.tls.review_limits().max_in_flight, 64);
     }
 
     #[test]

@@ -61,7 +61,14 @@ async fn serve(role: Role) -> anyhow::Result<()> {
     };
     let bare = matches!(&role, Role::Webhook(a) if a.tls.bare_endpoint)
         || matches!(&role, Role::Serve(a) if a.tls.bare_endpoint);
-    let shared = Shared::new(bare, clock);
+    let review_limits = match &role {
+        Role::Webhook(a) => a.tls.review_limits(),
+        Role::Serve(a) => a.tls.review_limits(),
+        Role::Controller(_) => crate::webhook::intake::ReviewLimits::default(),
+    };
+    let shared = Shared::with_limits(bare, clock, review_limits);
+    let listeners = &process.listeners;
+    let small_limits = listeners.limits(listeners.metrics_max_connections);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_listen = process.metrics_listen;
     let mut tasks = Vec::new();
@@ -110,6 +117,7 @@ async fn serve(role: Role) -> anyhow::Result<()> {
     let metrics_addr = metrics_listener.local_addr()?;
     tasks.push(tokio::spawn(server::serve_metrics(
         metrics_listener,
+        small_limits.clone(),
         shared.clone(),
         source::stopped(stop_rx.clone()),
     )));
@@ -132,6 +140,7 @@ async fn serve(role: Role) -> anyhow::Result<()> {
         tracing::info!(listen = %listener.local_addr()?, "serving the scoreboard");
         tasks.push(tokio::spawn(scoreboard::http::serve(
             listener,
+            small_limits.clone(),
             Arc::new(scoreboard),
             source::stopped(stop_rx.clone()),
         )));
@@ -163,6 +172,7 @@ async fn serve(role: Role) -> anyhow::Result<()> {
             Some(tokio::spawn(server::serve_tls(
                 listener,
                 config,
+                listeners.limits(tls_args.max_connections),
                 shared.clone(),
                 source::stopped(stop_rx.clone()),
             )))

@@ -343,12 +343,20 @@ fn json<T: serde::Serialize>(value: &T) -> Reply {
 /// Serves the scoreboard until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limits: crate::listener::Limits,
     scoreboard: Arc<Scoreboard>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let listener = crate::listener::Listener {
+        name: "scoreboard",
+        tcp: listener,
+        tls: None,
+        limits,
+        metrics: scoreboard.shared.metrics.connections.clone(),
+    };
     let handler = move |req: Request<Incoming>| {
         let scoreboard = scoreboard.clone();
         async move { scoreboard.handle(req).await }
     };
-    crate::webhook::server::serve_plain(listener, handler, shutdown).await;
+    listener.serve(handler, shutdown).await;
 }

@@ -2,19 +2,20 @@
 //! request path never waits on Prometheus or the apiserver.
 
 use super::Shared;
-use crate::decision::review::MAX_REVIEW_BYTES;
 use crate::decision::{Decision, Operation, ReviewError, decide, parse_review};
+use crate::listener::Limit;
+use crate::webhook::intake::Refused;
 use crate::webhook::metrics::{NamespaceLabel, RequestLabels, SourceLabel, WebhookLabel};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub type Reply = Response<Full<Bytes>>;
+pub use crate::listener::Reply;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Webhook {
@@ -98,23 +99,25 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply
             None => text(StatusCode::OK, "ok"),
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
         },
-        Route::Bare => match read_body(req).await {
+        Route::Bare => match shared.intake.admit(req).await {
             Ok(_) => reply(
                 StatusCode::OK,
                 "application/json",
                 Bytes::from_static(BARE_ANSWER),
             ),
-            Err(r) => r,
+            Err(why) => refused(&shared, why),
         },
-        Route::Review(webhook) => match read_body(req).await {
-            Ok(body) => review(&body, webhook, &shared),
-            Err(r) => {
-                shared
-                    .metrics
-                    .rejected
-                    .get_or_create(&SourceLabel { source: "body" })
-                    .inc();
-                r
+        Route::Review(webhook) => match shared.intake.admit(req).await {
+            Ok(admitted) => review(&admitted.body, webhook, &shared),
+            Err(why) => {
+                if !matches!(why, Refused::Limit(_)) {
+                    shared
+                        .metrics
+                        .rejected
+                        .get_or_create(&SourceLabel { source: "body" })
+                        .inc();
+                }
+                refused(&shared, why)
             }
         },
     })
@@ -134,27 +137,42 @@ fn too_large(size: impl std::fmt::Display) -> Reply {
     )
 }
 
-/// The body, at most 7 MiB: refused early by its Content-Length, else while reading.
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
-    if let Some(length) = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|l| *l > MAX_REVIEW_BYTES as u64)
-    {
-        return Err(too_large(length));
-    }
-    match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large("more than 7340032")),
-        Err(e) => Err(text(
+/// The answer to a body not taken in; limits are counted on the `reviews` listener.
+fn refused(shared: &Shared, why: Refused) -> Reply {
+    let limits = &shared.intake.limits;
+    let retry = |message: String| {
+        let mut response = text(StatusCode::SERVICE_UNAVAILABLE, message);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+        response
+    };
+    match why {
+        Refused::Limit(limit) => {
+            shared.metrics.connections.hit("reviews", limit);
+            match limit {
+                Limit::InFlight => retry(format!(
+                    "reviews in flight are at their limit of {}; retry",
+                    limits.max_in_flight
+                )),
+                Limit::BodyBudget => retry(format!(
+                    "review bodies in flight would exceed their {}-byte budget; retry",
+                    limits.body_budget
+                )),
+                _ => text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {} ms",
+                        limits.body_read_timeout.as_millis()
+                    ),
+                ),
+            }
+        }
+        Refused::TooLarge(size) => too_large(size),
+        Refused::Unreadable(e) => text(
             StatusCode::BAD_REQUEST,
             format!("could not read the body: {e}"),
-        )),
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The webhook's own metrics (prometheus-client), served on the plain `--metrics-listen`
 //! port. Budgets and decisions only: never object contents or secrets.
 
+use crate::listener::ConnectionMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -61,6 +62,7 @@ pub struct Metrics {
     pub rollout_stage: Family<DeploymentLabels, Gauge>,
     pub rollback_seconds: Histogram,
     pub reconcile_errors: Family<ErrorLabel, Counter>,
+    pub connections: ConnectionMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -138,8 +140,20 @@ impl Default for Metrics {
             "Failed looks of the rollout controller at a Deployment, by error (read, write, conflict, encode); each is retried",
             reconcile_errors.clone(),
         );
+        let connections = ConnectionMetrics::default();
+        registry.register(
+            "connection_limits",
+            "Connections closed and requests refused by a server limit, by listener (reviews, metrics, scoreboard) and limit (connections, handshake, header, idle, keep_alive, body_time, body_budget, in_flight)",
+            connections.limits.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Connections open now, by listener",
+            connections.open.clone(),
+        );
         Metrics {
             registry,
+            connections,
             reconcile_errors,
             rollouts,
             rollout_stage,

@@ -4,6 +4,7 @@
 //! answering.
 
 pub mod http;
+pub mod intake;
 pub mod metrics;
 pub mod server;
 pub mod tls;
@@ -22,16 +23,27 @@ pub struct Shared {
     /// server stack, for load benchmarks only.
     pub bare_endpoint: bool,
     pub clock: crate::clock::Clock,
+    /// In-flight reviews and the byte budget of their bodies.
+    pub intake: intake::Intake,
 }
 
 impl Shared {
     pub fn new(bare_endpoint: bool, clock: crate::clock::Clock) -> Arc<Self> {
+        Self::with_limits(bare_endpoint, clock, intake::ReviewLimits::default())
+    }
+
+    pub fn with_limits(
+        bare_endpoint: bool,
+        clock: crate::clock::Clock,
+        limits: intake::ReviewLimits,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             index: ArcSwap::from_pointee(Index::default()),
             ready: AtomicBool::new(false),
             metrics: metrics::Metrics::default(),
             bare_endpoint,
             clock,
+            intake: intake::Intake::new(limits),
         })
     }
 
