@@ -132,22 +132,35 @@ impl Index {
     /// rollback may go back to, in admission and in a canary's roll back.
     pub fn ran_before(&self, key: &ObjectKey) -> BTreeSet<String> {
         let mut ran = self.revisions.get(key).cloned().unwrap_or_default();
-        ran.extend(
-            self.namespace_releases(&key.namespace)
-                .filter(|(_, r)| {
-                    r.deployment == key.name
-                        && matches!(
-                            r.phase,
-                            Some(
-                                ReleasePhase::Promoted
-                                    | ReleasePhase::Direct
-                                    | ReleasePhase::Observed
-                            )
-                        )
-                })
-                .map(|(_, r)| r.revision.clone()),
-        );
+        ran.extend(self.ran_releases(key).map(|r| r.revision.clone()));
         ran
+    }
+
+    /// Whether `revision` is one of [`Index::ran_before`], without building the set: the
+    /// admission path asks only about the one revision a template change goes to.
+    pub fn has_run(&self, key: &ObjectKey, revision: &str) -> bool {
+        self.revisions
+            .get(key)
+            .is_some_and(|r| r.contains(revision))
+            || self.ran_releases(key).any(|r| r.revision == revision)
+    }
+
+    /// The Deployment's Releases whose revision ran: `Promoted`, `Direct`, `Observed`.
+    fn ran_releases<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+    ) -> impl Iterator<Item = &'a ReleaseEntry> + 'a {
+        self.namespace_releases(&key.namespace)
+            .map(|(_, r)| r)
+            .filter(move |r| {
+                r.deployment == key.name
+                    && matches!(
+                        r.phase,
+                        Some(
+                            ReleasePhase::Promoted | ReleasePhase::Direct | ReleasePhase::Observed
+                        )
+                    )
+            })
     }
 
     /// The (team, tier) owning a namespace; `None` when the namespace is unmanaged.

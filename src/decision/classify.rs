@@ -180,9 +180,10 @@ pub fn annotation<'a>(workload: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Classifies a write. `old` is `None` on CREATE; `served` holds the revisions the
-/// Deployment ran before besides its `history` ([`crate::index::Index::ran_before`]).
+/// Deployment ran before besides its `history` ([`crate::index::Index::ran_before`]);
+/// [`classify_revision`] asks about the one revision only ([`crate::index::Index::has_run`]).
 pub fn classify(old: Option<&Object>, new: &Object, served: &BTreeSet<String>) -> ChangeClass {
-    classify_revision(old, new, served).0
+    classify_revision(old, new, |r| served.contains(r)).0
 }
 
 /// [`classify`], with the new template's revision hash when the template changed (it is
@@ -190,7 +191,7 @@ pub fn classify(old: Option<&Object>, new: &Object, served: &BTreeSet<String>) -
 pub fn classify_revision(
     old: Option<&Object>,
     new: &Object,
-    served: &BTreeSet<String>,
+    served: impl Fn(&str) -> bool,
 ) -> (ChangeClass, Option<String>) {
     let Some(old) = old else {
         return (ChangeClass::Create, None);
@@ -208,7 +209,7 @@ pub fn classify_revision(
             if is_restart(old, new) {
                 return (ChangeClass::Restart, Some(revision));
             }
-            let class = if served.contains(&revision) || history(old.value()).contains(&revision) {
+            let class = if served(&revision) || history(old.value()).contains(&revision) {
                 ChangeClass::Rollback
             } else {
                 ChangeClass::Rollout
@@ -354,12 +355,12 @@ mod tests {
         let new: Object = serde_json::from_str(reordered).unwrap();
         assert_ne!(old.template(), new.template());
         assert_eq!(
-            classify_revision(Some(&old), &new, &BTreeSet::new()),
+            classify_revision(Some(&old), &new, |_| false),
             (ChangeClass::Scale, None)
         );
         let changed: Object = serde_json::from_str(&reordered.replace("\"v1\"", "\"v2\"")).unwrap();
         assert_eq!(
-            classify_revision(Some(&old), &changed, &BTreeSet::new()),
+            classify_revision(Some(&old), &changed, |_| false),
             (
                 ChangeClass::Rollout,
                 Some(workload_revision(&deployment("v2", 3)))
@@ -377,7 +378,7 @@ mod tests {
         let old = object("v1", 3);
         let new = Object::new(restarted.clone());
         assert_eq!(
-            classify_revision(Some(&old), &new, &BTreeSet::new()),
+            classify_revision(Some(&old), &new, |_| false),
             (ChangeClass::Restart, Some(revision))
         );
         // Restarted again, with a new replica count in the same write.

@@ -267,7 +267,7 @@ pub fn decide(
     };
     d.mode = index.enforcement(&d.namespace, tier);
     let key = ObjectKey::new(&d.namespace, &d.name);
-    let (class, revision) = classify_revision(old, new, &index.ran_before(&key));
+    let (class, revision) = classify_revision(old, new, |r| index.has_run(&key, r));
     d.class = Some(class);
     let labels = labels_of(new.value());
     let old_labels = old.map(|o| labels_of(o.value()));

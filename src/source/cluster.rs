@@ -666,6 +666,9 @@ mod tests {
             index.ran_before(&key),
             [workload_revision(&v2), "abe6038a51".to_owned()].into()
         );
+        // The admission path's question about one revision agrees with the set.
+        assert!(index.has_run(&key, "abe6038a51") && index.has_run(&key, &workload_revision(&v2)));
+        assert!(!index.has_run(&key, "0000000000"));
     }
 
     #[test]
