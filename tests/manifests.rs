@@ -349,29 +349,25 @@ fn a_network_policy_admits_only_the_ports_each_component_serves() {
     }
 }
 
+/// The last relabeling of a scrape manifest's list at `pointer`.
+fn last_relabeling(file: &str, pointer: &str) -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/monitoring");
+    let doc = documents(&dir.join(file)).remove(0);
+    doc.pointer(pointer)
+        .and_then(Value::as_array)
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_else(|| panic!("{file}: no relabelings at {pointer}"))
+}
+
 #[test]
 fn both_scrape_manifests_carry_the_canary_track_from_the_pod_label() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/monitoring");
-    let monitor = documents(&dir.join("podmonitor.yaml")).remove(0);
-    let last = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
     assert_eq!(
-        last,
+        last_relabeling("podmonitor.yaml", "/spec/podMetricsEndpoints/0/relabelings"),
         serde_json::json!({"sourceLabels": ["__meta_kubernetes_pod_label_budgetgate_dev_track"], "targetLabel": "track"})
     );
-    let plain = documents(&dir.join("scrape-config.yaml")).remove(0);
-    let last = plain["scrape_configs"][0]["relabel_configs"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
     assert_eq!(
-        last,
+        last_relabeling("scrape-config.yaml", "/scrape_configs/0/relabel_configs"),
         serde_json::json!({"source_labels": ["__meta_kubernetes_pod_label_budgetgate_dev_track"], "target_label": "track"})
     );
     // The e2e Prometheus relabels its simulated pods the same way.

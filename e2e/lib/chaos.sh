@@ -62,47 +62,47 @@ scenario_chaos_prometheus_down_mid_canary_holds_and_resumes() {
   echo "stage/phase each second while Prometheus was down: $(echo "$held" | tr ' ' '\n' | uniq -c | awk '{printf "%s x%s, ", $2, $1}')then $phase" >"$OUT/detail"
 }
 
-# kill_when NS STATE_PATTERN: SIGKILLs budgetgate as soon as stage_of matches the pattern
-# (polled every 0.1 s for up to 60 s) and starts it again; prints what it saw.
-kill_when() {
-  local ns=$1 pattern=$2 i state
+# killed_at NS STATE_PATTERN OUTCOME: a v2 rollout of web; budgetgate SIGKILLed as soon as
+# stage_of matches the pattern (fails when it never does within 60 s) and started again;
+# the rollout must end in OUTCOME with one terminal Release. Prints "[state] -> outcome".
+killed_at() {
+  local ns=$1 pattern=$2 want=$3 i state seq
+  canary_namespace "$ns" 0.8 || return 1
+  k -n "$ns" set image deploy/web web=registry.example/web:v2 >/dev/null || { echo "set image failed"; return 1; }
   for ((i = 0; i < 600; i++)); do
     state=$(stage_of "$ns")
     # shellcheck disable=SC2053
     [[ $state == $pattern ]] && break
     sleep 0.1
   done
+  [[ $state == $pattern ]] || { echo "never in state $pattern (last: $state)"; return 1; }
   "$E2E_DIR/cluster" restart-budgetgate --kill >/dev/null 2>&1 || { echo "restart failed"; return 1; }
-  echo "$state"
+  seq=$(follow "$ns" "Promoted RolledBack Failed" 120) || { echo "did not finish: $seq"; return 1; }
+  [[ ${seq##*=> } == "$want" ]] || { echo "outcome ${seq##*=> }, want $want"; return 1; }
+  one_terminal_release "$ns" "$want" >/dev/null || { echo "not one terminal Release"; return 1; }
+  echo "[$state] -> ${seq##*=> }"
 }
 
 scenario_chaos_controller_killed_at_each_canary_state() {
-  local seen seq detail="" i
+  local seen detail="" i seq
   # Start: killed right after the rollout was admitted, before or as the canary is made.
-  canary_namespace e2e-ch-kill-start 0.8 || return 1
-  k -n e2e-ch-kill-start set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
-  seen=$(kill_when e2e-ch-kill-start '*') || fail "$seen" || return 1
-  seq=$(follow e2e-ch-kill-start "Promoted RolledBack Failed" 120) || fail "start: did not finish: $seq" || return 1
-  expect_eq "start: outcome" "${seq##*=> }" Promoted && one_terminal_release e2e-ch-kill-start Promoted || return 1
-  detail+="start [$seen] -> ${seq##*=> }; "
+  seen=$(killed_at e2e-ch-kill-start '*' Promoted) || fail "start: $seen" || return 1
+  detail+="start $seen; "
   # Promoting: killed while the stable Deployment takes the new template.
-  canary_namespace e2e-ch-kill-promoting 0.8 || return 1
-  k -n e2e-ch-kill-promoting set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
-  seen=$(kill_when e2e-ch-kill-promoting 'promoting/*') || fail "$seen" || return 1
-  seq=$(follow e2e-ch-kill-promoting "Promoted RolledBack Failed" 120) || fail "promoting: did not finish: $seq" || return 1
-  expect_eq "promoting: outcome" "${seq##*=> }" Promoted && one_terminal_release e2e-ch-kill-promoting Promoted || return 1
-  detail+="promoting [$seen] -> ${seq##*=> }; "
+  seen=$(killed_at e2e-ch-kill-promoting 'promoting/*' Promoted) || fail "promoting: $seen" || return 1
+  detail+="promoting $seen; "
   # Rolling back: the budget burns at stage 0; killed between the first failed check and the
   # second (consecutiveFailures 2), when the Release has counted one.
   canary_namespace e2e-ch-kill-rollback 0.8 || return 1
   k -n e2e-ch-kill-rollback set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
-  for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-ch-kill-rollback) == 0/3/Progressing ]] && break; sleep 0.25; done
+  wait_stage e2e-ch-kill-rollback 0 || fail "never at stage 0" || return 1
   snapshot set e2e-ch-kill-rollback avail 99.9 0.7 --paging
   for ((i = 0; i < 300; i++)); do
     [[ $(newest_release e2e-ch-kill-rollback '{.status.failedChecks}') == 1 ]] && break
     sleep 0.1
   done
   seen="failedChecks=$(newest_release e2e-ch-kill-rollback '{.status.failedChecks}') $(stage_of e2e-ch-kill-rollback)"
+  [[ $seen == failedChecks=1\ * ]] || fail "never between the first and the second failed check: $seen" || return 1
   "$E2E_DIR/cluster" restart-budgetgate --kill >/dev/null 2>&1 || fail "restart failed" || return 1
   seq=$(follow e2e-ch-kill-rollback "Promoted RolledBack Failed" 120) || fail "rollback: did not finish: $seq" || return 1
   expect_eq "rollback: outcome" "${seq##*=> }" RolledBack && one_terminal_release e2e-ch-kill-rollback RolledBack &&
