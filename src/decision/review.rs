@@ -249,12 +249,19 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
         return Err(ReviewError::TooLarge(bytes.len()));
     }
     // Fast path without path tracking; a failure is parsed again to say where. UTF-8 is
-    // checked once for the whole body rather than string by string.
-    let parsed = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str::<ReviewIn>(text),
-        Err(_) => serde_json::from_slice(bytes),
+    // checked once for the whole body rather than string by string, and anywhere in it:
+    // the strings a review's parse skips (options, status) are not checked by serde_json,
+    // and a body that is not JSON is no review even where budgetgate does not read.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(match explain(bytes) {
+                ReviewError::Malformed(why) if why != UNPARSEABLE => ReviewError::Malformed(why),
+                _ => ReviewError::Malformed(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+            });
+        }
     };
-    let review = match parsed {
+    let review = match serde_json::from_str::<ReviewIn>(text) {
         Ok(review) => review,
         Err(_) => return Err(explain(bytes)),
     };
@@ -269,12 +276,14 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
         .ok_or_else(|| ReviewError::Malformed("request: missing".into()))
 }
 
+const UNPARSEABLE: &str = "unparseable";
+
 /// The error of a review that failed to parse, with the field path.
 fn explain(bytes: &[u8]) -> ReviewError {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let result: Result<ReviewIn, _> = serde_path_to_error::deserialize(de);
     let Err(e) = result else {
-        return ReviewError::Malformed("unparseable".into());
+        return ReviewError::Malformed(UNPARSEABLE.into());
     };
     {
         let path = e.path().to_string();
@@ -475,6 +484,19 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "not an AdmissionReview: kind: invalid unicode code point at line 1 column 48"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_where_the_parse_does_not_read_is_rejected_too() {
+        // serde_json skips the strings of fields it ignores without checking them.
+        let e = parse_review(
+            b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"ignored\":\"\xff\",\"request\":null}",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not an AdmissionReview: invalid UTF-8 at byte 72"
         );
     }
 
