@@ -72,7 +72,7 @@ pub fn build(
         && canary_running
         && new.pointer("/spec/paused") != Some(&Value::Bool(true))
     {
-        ops.push(add("/spec/paused".into(), Value::Bool(true)));
+        ops.push(pause(new));
     }
     if let Some(c) = canary {
         for (key, value) in [
@@ -87,10 +87,15 @@ pub fn build(
         desired.remove(keys::STAGE_STARTED_AT);
         desired.remove(keys::ROLLED_BACK_REVISION);
         if new.pointer("/spec/paused") != Some(&Value::Bool(true)) {
-            ops.push(add("/spec/paused".into(), Value::Bool(true)));
+            ops.push(pause(new));
         }
     }
     match original {
+        // An object without metadata (no apiserver sends one, a review may) gets it whole.
+        None if !desired.is_empty() && !new.get("metadata").is_some_and(Value::is_object) => {
+            let metadata = serde_json::json!({ "annotations": desired });
+            ops.push(add("/metadata".into(), metadata));
+        }
         None if !desired.is_empty() => {
             ops.push(add("/metadata/annotations".into(), Value::Object(desired)));
         }
@@ -119,9 +124,18 @@ pub fn annotations_only(patch: Patch) -> Patch {
         patch
             .0
             .into_iter()
-            .filter(|op| op.path().to_string().starts_with("/metadata/annotations"))
+            .filter(|op| op.path().to_string().starts_with("/metadata"))
             .collect(),
     )
+}
+
+/// `spec.paused: true`, with the spec itself when the object has none.
+fn pause(new: &Value) -> PatchOperation {
+    if new.get("spec").is_some_and(Value::is_object) {
+        add("/spec/paused".into(), Value::Bool(true))
+    } else {
+        add("/spec".into(), serde_json::json!({ "paused": true }))
+    }
 }
 
 fn add(path: String, value: Value) -> PatchOperation {
@@ -174,6 +188,29 @@ mod tests {
                     "budgetgate.dev/stage": "0"
                 }}
             ])
+        );
+    }
+
+    #[test]
+    fn an_object_without_metadata_or_spec_gets_them_whole() {
+        let patch = build(
+            None,
+            &json!({"kind": "Deployment"}),
+            true,
+            Some(&canary()),
+            None,
+        );
+        let mut object = json!({"kind": "Deployment"});
+        json_patch::patch(&mut object, &patch).unwrap();
+        assert_eq!(object["spec"], json!({"paused": true}));
+        assert_eq!(
+            object["metadata"]["annotations"]["budgetgate.dev/stage"],
+            "0"
+        );
+        // The annotation-only patch keeps the metadata's.
+        assert_eq!(
+            serde_json::to_value(annotations_only(patch)).unwrap()[0]["path"],
+            "/metadata"
         );
     }
 
