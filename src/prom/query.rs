@@ -42,6 +42,9 @@ pub const SERIES_LABEL: &str = "budgetgate_series";
 pub const WINDOW_PLACEHOLDER: &str = "{{window}}";
 /// Placeholder of a raw query for the track matcher ([`track_matcher`]).
 pub const TRACK_PLACEHOLDER: &str = "{{track}}";
+/// What [`TRACK_PLACEHOLDER`] becomes in a whole-service count (budgets, rules): a matcher
+/// every series passes, labelled or not, so the query stays valid PromQL.
+pub const ANY_TRACK: &str = r#"track=~".*""#;
 
 /// One of the two counts of a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,9 +142,16 @@ impl Events {
                     let sample = query
                         .replace(WINDOW_PLACEHOLDER, "5m")
                         .replace(TRACK_PLACEHOLDER, r#"track="canary""#);
-                    promql_parser::parser::parse(&sample).map_err(|e| {
+                    let parsed = promql_parser::parser::parse(&sample).map_err(|e| {
                         format!("{field}: {query:?} is not a PromQL expression: {e}")
                     })?;
+                    // Its count is `sum(<query>)`: only an instant vector can be summed.
+                    let kind = parsed.value_type();
+                    if kind != promql_parser::parser::value::ValueType::Vector {
+                        return Err(format!(
+                            "{field}: {query:?} is a {kind}, not an instant vector of counts"
+                        ));
+                    }
                 }
                 Ok(Events::Raw {
                     errors: raw.error_query.trim().to_owned(),
@@ -186,10 +196,10 @@ impl Events {
         };
         let raw = |template: &str| {
             let query = template.replace(WINDOW_PLACEHOLDER, range);
-            match matcher {
-                Some(m) => format!("sum({})", query.replace(TRACK_PLACEHOLDER, m)),
-                None => format!("sum({query})"),
-            }
+            let query = query.replace(TRACK_PLACEHOLDER, matcher.unwrap_or(ANY_TRACK));
+            // A `# comment` on the query's last line would swallow the closing parenthesis.
+            let end = if query.contains('#') { "\n" } else { "" };
+            format!("sum({query}{end})")
         };
         match (self, count) {
             (Events::Ratio { errors, .. }, Count::Bad) => increase(errors),
@@ -1048,6 +1058,22 @@ tiers:
             ),
             "{e}"
         );
+        // A trailing comment ends before budgetgate's closing parenthesis.
+        let commented = Events::from_indicator(
+            &raw("sum(increase(e[{{window}}])) # errors", q),
+            &confined("shop", false, true),
+        )
+        .unwrap();
+        let expr = commented.expr(Count::Bad, "5m");
+        assert_eq!(expr, "sum(sum(increase(e[5m])) # errors\n)");
+        assert!(promql_parser::parser::parse(&expr).is_ok());
+        // Its count is sum(<query>): a scalar or a range vector cannot be summed.
+        for (query, kind) in [("5", "scalar"), ("e[{{window}}]", "matrix")] {
+            assert_eq!(
+                Events::from_indicator(&raw(query, q), &confined("shop", false, true)).unwrap_err(),
+                format!("raw.errorQuery: {query:?} is a {kind}, not an instant vector of counts")
+            );
+        }
     }
 
     #[test]
@@ -1236,11 +1262,15 @@ tiers:
                 .unwrap(),
             r#"sum(sum(increase(x_total{ track!="canary" }[5m])))"#
         );
-        // Budgets read the whole service: without a track, `{{track}}` is left alone, as
-        // before; it is the indicator's author who puts it where a matcher is valid.
+        // Budgets read the whole service: `{{track}}` becomes a matcher every series
+        // passes (left as it was, it made the budget's query invalid PromQL).
         assert_eq!(
             events.expr(Count::Total, "1h"),
-            r#"sum(sum(increase(x_total{ {{track}} }[1h])))"#
+            r#"sum(sum(increase(x_total{ track=~".*" }[1h])))"#
+        );
+        assert_eq!(
+            events.expr(Count::Bad, "1h"),
+            r#"sum(sum(rate(x_errors_total{job="x",track=~".*"}[1h])) * 60)"#
         );
     }
 
