@@ -77,7 +77,15 @@ path = sys.argv[1].strip("{}.").split(".")
 v = items[-1] if items else {}
 for p in path:
     v = v.get(p, {}) if isinstance(v, dict) else {}
-print(v if v != {} else "")' "$2"
+print("" if v == {} else json.dumps(v) if isinstance(v, (list, dict)) else v)' "$2"
+}
+
+# manual_actions NS: the newest Release's status.actions as "action/stage/by ...".
+manual_actions() {
+  newest_release "$1" '{.status.actions}' | python3 -c '
+import json, sys
+text = sys.stdin.read().strip()
+print(" ".join("%s/%s/%s" % (a["action"], a["stage"], a.get("by", "")) for a in (json.loads(text) if text else [])))'
 }
 
 # follow NS UNTIL_PHASES TIMEOUT: polls stage_of every 0.25 s, records each distinct
@@ -353,16 +361,21 @@ YAML
 
 scenario_canary_manual_abort_and_promote() {
   canary_namespace e2e-cy-hand 0.4 || return 1   # caution: 10,25,50,100 every 8s
-  local i seq
+  k -n e2e-cy-hand create rolebinding team-edit --clusterrole=edit --user=e2e-user >/dev/null || return 1
+  local i seq by
   k -n e2e-cy-hand set image deploy/web web=registry.example/web:v2 >/dev/null || fail "set image" || return 1
   for ((i = 0; i < 80; i++)); do [[ $(stage_of e2e-cy-hand) == 0/1/Progressing ]] && break; sleep 0.25; done
-  k -n e2e-cy-hand annotate deploy web budgetgate.dev/action=abort >/dev/null || fail "annotate abort" || return 1
+  # An edit-role user aborts and tries to name someone else as the requester.
+  as_user -n e2e-cy-hand annotate deploy web budgetgate.dev/action=abort budgetgate.dev/action-by=platform-lead >/dev/null ||
+    fail "annotate abort" || return 1
   seq=$(follow e2e-cy-hand "RolledBack Promoted" 30) || fail "abort: $seq" || return 1
   k -n e2e-cy-hand rollout status deploy/web --timeout=30s >/dev/null
+  by=$(manual_actions e2e-cy-hand)
   expect_eq "aborted" "${seq##*=> }" RolledBack &&
-    expect_eq "reason" "$(newest_release e2e-cy-hand '{.status.reason}')" "aborted by hand (annotation budgetgate.dev/action=abort)" &&
+    expect_eq "reason" "$(newest_release e2e-cy-hand '{.status.reason}')" "aborted by hand (e2e-user) with annotation budgetgate.dev/action=abort" &&
+    expect_eq "recorded" "$by" "abort/0/e2e-user" &&
     expect_eq "image" "$(image_of e2e-cy-hand web)" registry.example/web:v1 &&
-    expect_eq "annotation cleared" "$(k -n e2e-cy-hand get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/action}')" "" || return 1
+    expect_eq "annotations cleared" "$(k -n e2e-cy-hand get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/action}{.metadata.annotations.budgetgate\.dev/action-by}')" "" || return 1
   # The next rollout is gated and canaried again; promote it by hand at its first stage.
   k -n e2e-cy-hand set image deploy/web web=registry.example/web:v3 >/dev/null || fail "set image v3" || return 1
   wait_stage e2e-cy-hand 0 || fail "never at stage 0: $(stage_of e2e-cy-hand)" || return 1
@@ -375,6 +388,8 @@ scenario_canary_manual_abort_and_promote() {
   [[ " $(events_of e2e-cy-hand) " != *" StageAdvanced "* ]] || fail "a stage advanced: $(events_of e2e-cy-hand)" || return 1
   expect_eq "promoted" "${seq##*=> }" Promoted &&
     expect_eq "image" "$(image_of e2e-cy-hand web)" registry.example/web:v3 &&
-    expect_eq "annotation cleared" "$(k -n e2e-cy-hand get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/action}')" "" &&
-    expect_has "events" "$(k -n e2e-cy-hand describe deploy web)" "promoted by hand"
+    expect_eq "annotations cleared" "$(k -n e2e-cy-hand get deploy web -o jsonpath='{.metadata.annotations.budgetgate\.dev/action}{.metadata.annotations.budgetgate\.dev/action-by}')" "" &&
+    expect_eq "promote reason" "$(newest_release e2e-cy-hand '{.status.reason}')" "promoted after 3 stage(s) of plan 10,25,50,100 every 8s; by hand: promote at stage 0 (e2e-admin)" &&
+    expect_eq "promote recorded" "$(manual_actions e2e-cy-hand)" "promote/0/e2e-admin" &&
+    expect_has "events" "$(k -n e2e-cy-hand describe deploy web)" "promoted by hand (e2e-admin)"
 }

@@ -26,9 +26,16 @@ pub const STAGE: &str = "budgetgate.dev/stage";
 pub const STAGE_STARTED_AT: &str = "budgetgate.dev/stage-started-at";
 pub const HISTORY: &str = "budgetgate.dev/history";
 pub const ROLLED_BACK_REVISION: &str = "budgetgate.dev/rolled-back-revision";
+/// Deployment annotation a user sets to steer a canary by hand (`promote`, `resume`,
+/// `abort`); the controller handles it once and removes it.
+pub const ACTION: &str = "budgetgate.dev/action";
+/// Who set `action`: the mutating webhook writes the requester's username whenever
+/// `action` is set or changed, and removes it with `action`. A system annotation, so no
+/// one can name someone else.
+pub const ACTION_BY: &str = "budgetgate.dev/action-by";
 
 /// System annotations: written only by budgetgate, restored on anyone else's change.
-pub const SYSTEM_ANNOTATIONS: [&str; 8] = [
+pub const SYSTEM_ANNOTATIONS: [&str; 9] = [
     REVISION,
     PLAN,
     PAUSE,
@@ -37,6 +44,7 @@ pub const SYSTEM_ANNOTATIONS: [&str; 8] = [
     STAGE_STARTED_AT,
     HISTORY,
     ROLLED_BACK_REVISION,
+    ACTION_BY,
 ];
 
 /// How many revisions `history` keeps.

@@ -26,7 +26,7 @@ pub use policy::{
     PlatformBudget, ReliabilityPolicy, ReliabilityPolicySpec, ReliabilityPolicyStatus, Severity,
     TierSpec, Window,
 };
-pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};
+pub use release::{ManualActionRecord, Release, ReleasePhase, ReleaseSpec, ReleaseStatus};
 pub use slo::{
     BudgetState, Indicator, LatencyIndicator, RatioIndicator, RawIndicator, ServiceLevelObjective,
     ServiceLevelObjectiveSpec, ServiceLevelObjectiveStatus,

@@ -91,8 +91,24 @@ pub struct ReleaseStatus {
     /// When the current run of failed checks began (burn detected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Time>,
+    /// The manual actions (`budgetgate.dev/action`) taken on this rollout, oldest first,
+    /// with who asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ManualActionRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// One manual action on a rollout: `promote`, `resume` or `abort`, the requester's
+/// username (absent when none was recorded), the stage it was taken at and when.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManualActionRecord {
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub stage: u32,
+    pub at: Time,
 }
 
 fn is_zero(n: &u32) -> bool {

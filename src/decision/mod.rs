@@ -235,7 +235,7 @@ pub fn decide(
             d.patch = patch::annotations_only(patch::build(
                 old.map(Object::value),
                 new.value(),
-                true,
+                &req.user_info.username,
                 None,
                 None,
             ));
@@ -324,7 +324,7 @@ pub fn decide(
     d.patch = patch::build(
         old.map(Object::value),
         new.value(),
-        true,
+        &req.user_info.username,
         canary.as_ref(),
         ran,
     );

@@ -26,27 +26,38 @@ fn annotations(workload: &Value) -> Option<&Map<String, Value>> {
         .and_then(Value::as_object)
 }
 
-/// Builds the patch. `restore` puts every system annotation back to its value on `old`
-/// (absent on CREATE); `canary` pauses the Deployment and writes the plan's annotations;
+/// Builds the patch for a change by `requester`. Every system annotation goes back to its
+/// value on `old` (absent on CREATE), except `action-by`: it names `requester` when the
+/// change sets or changes `action`, and goes when `action` goes. `canary` pauses the Deployment and writes the plan's annotations;
 /// `ran` pushes a revision onto `history` (a restart: the revision it restarts ran, so
 /// the ledger records no release for it and going back to it is a rollback).
 pub fn build(
     old: Option<&Value>,
     new: &Value,
-    restore: bool,
+    requester: &str,
     canary: Option<&Canary>,
     ran: Option<&str>,
 ) -> Patch {
     let original = annotations(new);
     let mut desired = original.cloned().unwrap_or_default();
-    if restore {
-        let before = old.and_then(annotations);
-        for key in keys::SYSTEM_ANNOTATIONS {
-            match before.and_then(|a| a.get(key)) {
-                Some(value) => desired.insert(key.to_owned(), value.clone()),
-                None => desired.remove(key),
-            };
+    let before = old.and_then(annotations);
+    for key in keys::SYSTEM_ANNOTATIONS {
+        match before.and_then(|a| a.get(key)) {
+            Some(value) => desired.insert(key.to_owned(), value.clone()),
+            None => desired.remove(key),
+        };
+    }
+    match action(original) {
+        None => {
+            desired.remove(keys::ACTION_BY);
         }
+        Some(set) if action(before) != Some(set) => {
+            desired.insert(
+                keys::ACTION_BY.to_owned(),
+                Value::String(requester.to_owned()),
+            );
+        }
+        Some(_) => {}
     }
     if let Some(revision) = ran {
         let history = desired
@@ -67,10 +78,7 @@ pub fn build(
                 .and_then(|a| a.get(keys::STAGE))
                 .is_some()
     });
-    if restore
-        && canary.is_none()
-        && canary_running
-        && new.pointer("/spec/paused") != Some(&Value::Bool(true))
+    if canary.is_none() && canary_running && new.pointer("/spec/paused") != Some(&Value::Bool(true))
     {
         ops.push(pause(new));
     }
@@ -115,6 +123,10 @@ pub fn build(
         }
     }
     Patch(ops)
+}
+
+fn action(annotations: Option<&Map<String, Value>>) -> Option<&Value> {
+    annotations?.get(keys::ACTION)
 }
 
 /// Only the operations on annotations: where budgetgate gates nothing (unmanaged
@@ -175,7 +187,7 @@ mod tests {
     #[test]
     fn plan_on_a_deployment_without_annotations_adds_the_map() {
         let new = json!({"metadata": {"name": "x"}, "spec": {}});
-        let patch = build(None, &new, true, Some(&canary()), None);
+        let patch = build(None, &new, "alice", Some(&canary()), None);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             json!([
@@ -196,7 +208,7 @@ mod tests {
         let patch = build(
             None,
             &json!({"kind": "Deployment"}),
-            true,
+            "alice",
             Some(&canary()),
             None,
         );
@@ -222,7 +234,7 @@ mod tests {
             "budgetgate.dev/stage": "4",
             "team/note": "kept"
         }}});
-        let patch = build(Some(&old), &new, true, None, None);
+        let patch = build(Some(&old), &new, "alice", None, None);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             json!([
@@ -237,18 +249,86 @@ mod tests {
         let old = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": true}});
         let new = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": false}});
         assert_eq!(
-            serde_json::to_value(build(Some(&old), &new, true, None, None)).unwrap(),
+            serde_json::to_value(build(Some(&old), &new, "alice", None, None)).unwrap(),
             json!([{"op": "add", "path": "/spec/paused", "value": true}])
         );
         // Without a canary in progress, pausing is the user's business.
         let old = json!({"metadata": {}, "spec": {"paused": true}});
         let new = json!({"metadata": {}, "spec": {"paused": false}});
-        assert!(build(Some(&old), &new, true, None, None).0.is_empty());
+        assert!(build(Some(&old), &new, "alice", None, None).0.is_empty());
+    }
+
+    #[test]
+    fn the_requester_of_an_action_is_stamped_and_cannot_be_forged() {
+        let stamp = |old: Value, new: Value| {
+            serde_json::to_value(build(Some(&old), &new, "alice", None, None)).unwrap()
+        };
+        let annotated = |pairs: &[(&str, &str)]| {
+            let map: Map<String, Value> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+                .collect();
+            json!({"metadata": {"annotations": map}})
+        };
+        let by = "/metadata/annotations/budgetgate.dev~1action-by";
+        // Setting the action names the requester, whatever they wrote themselves.
+        assert_eq!(
+            stamp(
+                annotated(&[]),
+                annotated(&[
+                    ("budgetgate.dev/action", "promote"),
+                    ("budgetgate.dev/action-by", "bob")
+                ])
+            ),
+            json!([{"op": "add", "path": by, "value": "alice"}])
+        );
+        // Changing it from resume to abort names the new requester.
+        assert_eq!(
+            stamp(
+                annotated(&[
+                    ("budgetgate.dev/action", "resume"),
+                    ("budgetgate.dev/action-by", "bob")
+                ]),
+                annotated(&[
+                    ("budgetgate.dev/action", "abort"),
+                    ("budgetgate.dev/action-by", "bob")
+                ])
+            ),
+            json!([{"op": "add", "path": by, "value": "alice"}])
+        );
+        // Any other change keeps who asked, and a forged name is put back.
+        let pending = annotated(&[
+            ("budgetgate.dev/action", "resume"),
+            ("budgetgate.dev/action-by", "bob"),
+        ]);
+        assert_eq!(stamp(pending.clone(), pending.clone()), json!([]));
+        assert_eq!(
+            stamp(
+                pending.clone(),
+                annotated(&[
+                    ("budgetgate.dev/action", "resume"),
+                    ("budgetgate.dev/action-by", "alice")
+                ])
+            ),
+            json!([{"op": "add", "path": by, "value": "bob"}])
+        );
+        // Without an action there is no one to name.
+        assert_eq!(
+            stamp(pending, annotated(&[("budgetgate.dev/action-by", "bob")])),
+            json!([{"op": "remove", "path": by}])
+        );
+        assert_eq!(
+            stamp(
+                annotated(&[]),
+                annotated(&[("budgetgate.dev/action-by", "carol")])
+            ),
+            json!([{"op": "remove", "path": by}])
+        );
     }
 
     #[test]
     fn nothing_to_change_is_an_empty_patch() {
         let d = json!({"metadata": {"annotations": {"budgetgate.dev/history": "a"}}});
-        assert!(build(Some(&d), &d, true, None, None).0.is_empty());
+        assert!(build(Some(&d), &d, "alice", None, None).0.is_empty());
     }
 }

@@ -2437,6 +2437,63 @@ fn forged_system_annotations_are_restored() {
 }
 
 #[test]
+fn a_manual_action_is_stamped_with_its_requester_even_during_a_freeze() {
+    let old = || {
+        mk_deployment("checkout")
+            .paused(true)
+            .annotation(keys::REVISION, CHECKOUT_V2)
+            .annotation(keys::STAGE, "1")
+    };
+    // An edit-role user promotes a running canary and names someone else as requester.
+    let promoted = old()
+        .annotation(keys::ACTION, "promote")
+        .annotation(keys::ACTION_BY, "platform-lead");
+    let d = decide_now(
+        mk_update(old(), promoted.clone()).user("alice"),
+        shop_with(exhausted()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Metadata));
+    assert!(d.allowed());
+    let expected = json!([
+        {"op": "add", "path": "/metadata/annotations/budgetgate.dev~1action-by", "value": "alice"},
+    ]);
+    assert_eq!(patch_of(&d), expected);
+    assert_eq!(decoded_patch(&d.mutate_response()), Some(expected));
+    // While it is pending, another user's edit keeps who asked.
+    let stamped = old()
+        .annotation(keys::ACTION, "promote")
+        .annotation(keys::ACTION_BY, "alice");
+    let d = decide_now(
+        mk_update(
+            stamped.clone(),
+            stamped.clone().annotation(keys::ACTION_BY, "bob"),
+        )
+        .user("bob"),
+        shop_with(exhausted()),
+    );
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/metadata/annotations/budgetgate.dev~1action-by", "value": "alice"}])
+    );
+    // budgetgate clears both when it has taken the action: no patch.
+    let own = decide_now(
+        mk_update(stamped, old()).user(CONTROLLER),
+        shop_with(exhausted()),
+    );
+    assert!(own.patch.0.is_empty());
+    // In an unmanaged namespace the name is guarded the same way.
+    let d = decide_now(
+        mk_update(old().namespace("legacy"), promoted.namespace("legacy")).user("alice"),
+        shop_with(exhausted()),
+    );
+    assert_eq!(d.reason, Reason::Unmanaged);
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/metadata/annotations/budgetgate.dev~1action-by", "value": "alice"}])
+    );
+}
+
+#[test]
 fn long_warnings_are_cut_to_120_characters() {
     let name =
         "emergency-rollback-of-the-payment-provider-integration-approved-in-the-incident-bridge";
@@ -2725,7 +2782,7 @@ mod properties {
             prop_assert!(d.allowed());
             // The only patch is the restoring of forged system annotations.
             if forged {
-                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), true, None, None);
+                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), &request.user_info.username, None, None);
                 prop_assert_eq!(&d.patch, &restore);
                 prop_assert!(!d.patch.0.is_empty());
             } else {

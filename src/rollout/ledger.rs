@@ -3,7 +3,7 @@
 //! a rollback, what a dry-run namespace's rollout would have met under enforcement, how
 //! Releases are named, and the budget a release consumed. Pure.
 
-use crate::api::{Enforcement, Release, ReleasePhase, Timestamp};
+use crate::api::{Enforcement, ManualActionRecord, Release, ReleasePhase, Timestamp};
 use crate::policy::{BandLookup, Tier};
 
 /// A Release as the rules read it.
@@ -21,6 +21,8 @@ pub struct ReleaseView {
     pub remaining_at_start: Option<f64>,
     /// `status.reason`: while a write keeps failing, `retrying: <error>`.
     pub reason: Option<String>,
+    /// `status.actions`: the manual actions taken, oldest first.
+    pub actions: Vec<ManualActionRecord>,
 }
 
 /// Prefix of a running Release's reason while the apiserver refuses a write of it.
@@ -53,8 +55,29 @@ impl ReleaseView {
             created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
             remaining_at_start: r.spec.remaining_at_start,
             reason: r.status.as_ref().and_then(|s| s.reason.clone()),
+            actions: r
+                .status
+                .as_ref()
+                .map(|s| s.actions.clone())
+                .unwrap_or_default(),
         }
     }
+}
+
+/// The manual actions of a Release for its final reason: `"; by hand: resume at stage 0
+/// (alice), promote at stage 1 (bob)"`, or nothing.
+pub fn actions_text(actions: &[ManualActionRecord]) -> String {
+    if actions.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = actions
+        .iter()
+        .map(|a| match a.by.as_deref().filter(|b| !b.is_empty()) {
+            Some(by) => format!("{} at stage {} ({by})", a.action, a.stage),
+            None => format!("{} at stage {}", a.action, a.stage),
+        })
+        .collect();
+    format!("; by hand: {}", list.join(", "))
 }
 
 /// The newest of `releases`.
@@ -313,6 +336,7 @@ mod tests {
             generation: name.rsplit('-').next().unwrap().parse().unwrap(),
             remaining_at_start: None,
             reason: None,
+            actions: vec![],
         }
     }
 

@@ -27,9 +27,7 @@ pub use objects::{CanaryState, CanaryView};
 
 use crate::api::{CanarySpec, Plan, ReleasePhase, Timestamp};
 
-/// Annotation a user sets on a Deployment to steer its canary by hand; handled once and
-/// removed.
-pub const ACTION: &str = "budgetgate.dev/action";
+pub use crate::api::keys::{ACTION, ACTION_BY};
 /// Value of the `stage` annotation while the promoted Deployment rolls out.
 pub const PROMOTING: &str = "promoting";
 /// Suffix of the canary Deployment's name.
@@ -56,6 +54,48 @@ impl ManualAction {
             "resume" => Some(ManualAction::Resume),
             _ => None,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManualAction::Promote => "promote",
+            ManualAction::Abort => "abort",
+            ManualAction::Resume => "resume",
+        }
+    }
+}
+
+/// A manual action the machine carries out, with who asked for it (the `action-by`
+/// annotation the mutating webhook stamps; `None` when no name was recorded, e.g. the
+/// action was set before the webhook saw it) and the stage it was taken at. The Release
+/// records it (`status.actions`), the Event names the requester.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ByHand {
+    pub action: ManualAction,
+    pub by: Option<String>,
+    pub stage: u32,
+}
+
+impl ByHand {
+    fn of(d: &DeploymentView, action: ManualAction, stage: usize) -> ByHand {
+        ByHand {
+            action,
+            by: d.action_by.clone(),
+            stage: stage as u32,
+        }
+    }
+
+    /// "by hand (alice)", or "by hand" when no requester was recorded.
+    pub fn text(&self) -> String {
+        by_hand_text(self.by.as_deref())
+    }
+}
+
+/// "by hand (alice)", or "by hand" when no requester was recorded.
+pub fn by_hand_text(by: Option<&str>) -> String {
+    match by {
+        Some(user) if !user.is_empty() => format!("by hand ({user})"),
+        _ => "by hand".to_owned(),
     }
 }
 
@@ -91,6 +131,8 @@ pub struct DeploymentView {
     /// `None` when no canary is in progress; `Err` when the annotations do not parse.
     pub progress: Option<Result<Progress, String>>,
     pub action: Option<ManualAction>,
+    /// Who set `action` (`action-by`).
+    pub action_by: Option<String>,
     /// The rolling update finished: observed, updated, available and no old pods left.
     pub rolled_out: bool,
     /// Revisions in `history`, newest first.
@@ -147,7 +189,8 @@ pub struct RollBack {
     /// The canary's revision (written to `rolled-back-revision`).
     pub revision: String,
     pub reason: String,
-    pub manual: bool,
+    /// Set when the rollback is an abort by hand.
+    pub by_hand: Option<ByHand>,
     /// `RolledBack`, or `Failed` when the canary never ran (its name is taken).
     pub outcome: ReleasePhase,
     /// The owned canary to delete; `None` when there is none or the name is someone else's.
@@ -198,14 +241,16 @@ pub enum Action {
         stage: usize,
         weight: u32,
         replicas: u32,
-        manual: bool,
+        /// Set when a resume (or promote) by hand skipped the rest of the pause.
+        by_hand: Option<ByHand>,
     },
     /// Unpause the Deployment: the normal rolling update takes the new template.
     Promote {
         release: String,
         revision: String,
         last_stage: u32,
-        manual: bool,
+        /// Set when a promote (or resume of the last stage) by hand skipped pauses.
+        by_hand: Option<ByHand>,
     },
     /// The rolling update is done: delete the canary, write `history`, Release `Promoted`.
     FinishPromotion {
@@ -293,9 +338,10 @@ fn promoting(input: &Input, progress: &Progress, release: &ReleaseView) -> Actio
             revision: progress.revision.clone(),
             history: ledger::push_history(&d.history, &progress.revision),
             reason: format!(
-                "promoted after {stages} stage(s) of plan {} every {}",
+                "promoted after {stages} stage(s) of plan {} every {}{}",
                 progress.plan.steps_annotation(),
-                progress.plan.pause
+                progress.plan.pause,
+                ledger::actions_text(&release.actions)
             ),
             canary: input.canary.owned().map(OwnedCanary::from),
         };
@@ -309,7 +355,7 @@ fn promoting(input: &Input, progress: &Progress, release: &ReleaseView) -> Actio
             progress,
             release,
             format!("the promoted rollout did not complete within progressDeadline {deadline}"),
-            false,
+            None,
         );
     }
     Action::Wait {
@@ -322,13 +368,13 @@ fn roll_back(
     progress: &Progress,
     release: &ReleaseView,
     reason: String,
-    manual: bool,
+    by_hand: Option<ByHand>,
 ) -> Action {
     Action::RollBack(RollBack {
         release: Some(release.name.clone()),
         revision: progress.revision.clone(),
         reason,
-        manual,
+        by_hand,
         outcome: ReleasePhase::RolledBack,
         canary: input.canary.owned().map(OwnedCanary::from),
     })
@@ -349,24 +395,25 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
                         "its controller is {o}"
                     ))
             ),
-            manual: false,
+            by_hand: None,
             outcome: ReleasePhase::Failed,
             canary: None,
         });
     }
     if d.action == Some(ManualAction::Abort) {
+        let by_hand = ByHand::of(d, ManualAction::Abort, stage);
         return roll_back(
             input,
             progress,
             release,
-            format!("aborted by hand (annotation {ACTION}=abort)"),
-            true,
+            format!("aborted {} with annotation {ACTION}=abort", by_hand.text()),
+            Some(by_hand),
         );
     }
     let steps = &progress.plan.steps;
     // A stage at 100% (or past the plan) is the promotion itself.
     let Some(&weight) = steps.get(stage).filter(|&&w| w < 100) else {
-        return promote(progress, release, false);
+        return promote(progress, release, None);
     };
     let Some(started) = progress.stage_started_at else {
         return Action::StartStage { stage };
@@ -390,7 +437,7 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
                 progress,
                 release,
                 format!("the canary was not available within progressDeadline {deadline} ({why})"),
-                false,
+                None,
             );
         }
         if in_shape.is_none() {
@@ -408,7 +455,10 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
             reason: format!("waiting for the canary to be available ({}/{})", c.0, c.1),
         };
     }
-    let manual = matches!(d.action, Some(ManualAction::Resume | ManualAction::Promote));
+    let manual = match d.action {
+        Some(a @ (ManualAction::Resume | ManualAction::Promote)) => Some(ByHand::of(d, a, stage)),
+        _ => None,
+    };
     match input.verdict {
         Verdict::Unknown { reason } => {
             return Action::Hold {
@@ -416,7 +466,7 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
                 reason: reason.clone(),
             };
         }
-        Verdict::InsufficientTraffic { reason } if !manual => {
+        Verdict::InsufficientTraffic { reason } if manual.is_none() => {
             return Action::Hold {
                 kind: HoldKind::InsufficientTraffic,
                 reason: reason.clone(),
@@ -435,7 +485,7 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
                 } else {
                     reason.clone()
                 };
-                return roll_back(input, progress, release, reason, false);
+                return roll_back(input, progress, release, reason, None);
             }
             return Action::RecordCheck {
                 release: release.name.clone(),
@@ -454,9 +504,9 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
         }
     }
     if d.action == Some(ManualAction::Promote) {
-        return promote(progress, release, true);
+        return promote(progress, release, manual);
     }
-    if !manual && waited < progress.plan.pause.seconds() {
+    if manual.is_none() && waited < progress.plan.pause.seconds() {
         return Action::Wait {
             reason: format!(
                 "stage {stage} at {weight}% healthy; {}s of the {} pause left",
@@ -470,18 +520,18 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
             stage: stage + 1,
             weight: w,
             replicas: canary_replicas(d.replicas, w),
-            manual,
+            by_hand: manual,
         },
         _ => promote(progress, release, manual),
     }
 }
 
-fn promote(progress: &Progress, release: &ReleaseView, manual: bool) -> Action {
+fn promote(progress: &Progress, release: &ReleaseView, by_hand: Option<ByHand>) -> Action {
     Action::Promote {
         release: release.name.clone(),
         revision: progress.revision.clone(),
         last_stage: progress.plan.steps.len().saturating_sub(1) as u32,
-        manual,
+        by_hand,
     }
 }
 

@@ -93,6 +93,7 @@ pub fn deployment_view(d: &Deployment) -> DeploymentView {
         template_revision: spec.map_or_else(String::new, |s| template_revision(&s.template)),
         progress: progress(&d.metadata),
         action: annotation(&d.metadata, ACTION).and_then(ManualAction::parse),
+        action_by: annotation(&d.metadata, keys::ACTION_BY).map(str::to_owned),
         rolled_out,
         history: history(&d.metadata),
     }
@@ -277,7 +278,7 @@ pub fn serving_template(
 
 /// The JSON patch that rolls `deployment` back to `template` (revision `stable`): the
 /// template restored, unpaused, `revision` = stable, `rolled-back-revision` = the canary's,
-/// the canary annotations and a pending manual action removed. Its first operation tests
+/// the canary annotations and a pending manual action (and its requester) removed. Its first operation tests
 /// the uid, so the patch applies to this Deployment or to none.
 pub fn rollback_patch(
     deployment: &Deployment,
@@ -319,6 +320,7 @@ fn clear_canary_annotations(deployment: &Deployment) -> Vec<Value> {
         keys::STAGE,
         keys::STAGE_STARTED_AT,
         ACTION,
+        keys::ACTION_BY,
     ]
     .into_iter()
     .filter(|k| present.is_some_and(|a| a.contains_key(*k)))

@@ -53,6 +53,7 @@ fn deployment(stage: Stage, started: Option<i64>) -> DeploymentView {
         template_revision: NEW.into(),
         progress: Some(Ok(progress(stage, started))),
         action: None,
+        action_by: None,
         rolled_out: false,
         history: vec![OLD.into()],
     }
@@ -67,6 +68,7 @@ fn idle() -> DeploymentView {
         template_revision: OLD.into(),
         progress: None,
         action: None,
+        action_by: None,
         rolled_out: true,
         history: vec![],
     }
@@ -103,6 +105,7 @@ fn release(revision: &str, phase: ReleasePhase, failed: u32) -> ReleaseView {
         generation: 2,
         remaining_at_start: Some(0.4),
         reason: None,
+        actions: vec![],
     }
 }
 
@@ -151,33 +154,42 @@ fn progressing(failed: u32) -> ReleaseView {
     release(NEW, ReleasePhase::Progressing, failed)
 }
 
-fn rolled_back(reason: &str, manual: bool) -> Action {
+fn rolled_back(reason: &str, by_hand: Option<ByHand>) -> Action {
     Action::RollBack(RollBack {
         release: Some(RELEASE.into()),
         revision: NEW.into(),
         reason: reason.into(),
-        manual,
+        by_hand,
         outcome: ReleasePhase::RolledBack,
         canary: owned(),
     })
 }
 
-fn advance(stage: usize, weight: u32, replicas: u32, manual: bool) -> Action {
+fn advance(stage: usize, weight: u32, replicas: u32, by_hand: Option<ByHand>) -> Action {
     Action::Advance {
         stage,
         weight,
         replicas,
-        manual,
+        by_hand,
     }
 }
 
-fn promote(manual: bool) -> Action {
+fn promote(by_hand: Option<ByHand>) -> Action {
     Action::Promote {
         release: RELEASE.into(),
         revision: NEW.into(),
         last_stage: 3,
-        manual,
+        by_hand,
     }
+}
+
+/// A manual action by `by` at `stage`.
+fn hand(action: ManualAction, by: Option<&str>, stage: u32) -> Option<ByHand> {
+    Some(ByHand {
+        action,
+        by: by.map(str::to_owned),
+        stage,
+    })
 }
 
 fn sync(stage: usize, replicas: u32, weight: f64, uid: Option<&str>) -> Action {
@@ -332,7 +344,7 @@ fn a_foreign_canary_name_fails_the_rollout_at_once_and_is_never_touched() {
         release: Some(RELEASE.into()),
         revision: NEW.into(),
         reason: "the canary's name is taken: Deployment web-canary exists and is not controlled by web (it has no controller); budgetgate never changes or deletes it. Rename it or delete it, then apply the rollout again".into(),
-        manual: false,
+        by_hand: None,
         outcome: ReleasePhase::Failed,
         canary: None,
     });
@@ -371,7 +383,7 @@ fn an_unavailable_canary_waits_then_rolls_back_at_the_progress_deadline() {
         run(&d, &c, Some(&r), &pass(), 600),
         rolled_back(
             "the canary was not available within progressDeadline 10m (0/1 pods available)",
-            false
+            None
         )
     );
 }
@@ -417,10 +429,7 @@ fn a_healthy_stage_waits_out_its_pause_then_advances() {
             reason: "stage 0 at 10% healthy; 1s of the 5m pause left".into()
         }
     );
-    assert_eq!(
-        run(&d, &c, Some(&r), &pass(), 300),
-        advance(1, 25, 1, false)
-    );
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 300), advance(1, 25, 1, None));
 }
 
 #[test]
@@ -429,7 +438,7 @@ fn the_stage_before_the_last_step_promotes() {
     let r = progressing(0);
     let d = deployment(Stage::Canary(2), Some(0));
     let c = canary(NEW, 4, 4);
-    assert_eq!(run(&d, &c, Some(&r), &pass(), 300), promote(false));
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 300), promote(None));
     // A plan without a 100 step promotes after its last stage too.
     let mut d = d;
     if let Some(Ok(p)) = &mut d.progress {
@@ -442,12 +451,12 @@ fn the_stage_before_the_last_step_promotes() {
             release: RELEASE.into(),
             revision: NEW.into(),
             last_stage: 1,
-            manual: false
+            by_hand: None
         }
     );
     // Reaching a 100 stage directly (annotation says so) is the promotion.
     let d = deployment(Stage::Canary(3), Some(0));
-    assert_eq!(run(&d, &c, Some(&r), &pass(), 0), promote(false));
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 0), promote(None));
 }
 
 #[test]
@@ -478,13 +487,19 @@ fn resume_or_promote_by_hand_overrides_thin_traffic_but_not_missing_metrics_or_a
     let c = canary(NEW, 1, 1);
     let mut d = deployment(Stage::Canary(0), Some(0));
     d.action = Some(ManualAction::Resume);
-    assert_eq!(run(&d, &c, Some(&r), &thin(), 10), advance(1, 25, 1, true));
+    assert_eq!(
+        run(&d, &c, Some(&r), &thin(), 10),
+        advance(1, 25, 1, hand(ManualAction::Resume, None, 0))
+    );
     assert!(matches!(
         run(&d, &c, Some(&r), &unknown(), 10),
         Action::Hold { .. }
     ));
     d.action = Some(ManualAction::Promote);
-    assert_eq!(run(&d, &c, Some(&r), &thin(), 10), promote(true));
+    assert_eq!(
+        run(&d, &c, Some(&r), &thin(), 10),
+        promote(hand(ManualAction::Promote, None, 0))
+    );
     // Promote skips pauses, never the judgement: a failing check is counted as ever.
     assert_eq!(
         run(&d, &c, Some(&r), &burning(), 10),
@@ -512,7 +527,7 @@ fn a_failing_check_rolls_back_at_the_consecutive_failure_count() {
         run(&d, &c, Some(&progressing(1)), &burning(), 32),
         rolled_back(
             "team t burns 20.0x over 5m, above abortBurnRate 14.4x (2 checks in a row)",
-            false
+            None
         )
     );
     // A second failure within the same interval is not counted again.
@@ -557,16 +572,32 @@ fn manual_actions() {
     let r = progressing(0);
     let c = canary(NEW, 1, 1);
     let mut d = deployment(Stage::Canary(0), Some(0));
+    d.action_by = Some("alice".into());
     d.action = Some(ManualAction::Resume);
-    assert_eq!(run(&d, &c, Some(&r), &pass(), 10), advance(1, 25, 1, true));
+    assert_eq!(
+        run(&d, &c, Some(&r), &pass(), 10),
+        advance(1, 25, 1, hand(ManualAction::Resume, Some("alice"), 0))
+    );
     d.action = Some(ManualAction::Promote);
-    assert_eq!(run(&d, &c, Some(&r), &pass(), 10), promote(true));
+    assert_eq!(
+        run(&d, &c, Some(&r), &pass(), 10),
+        promote(hand(ManualAction::Promote, Some("alice"), 0))
+    );
     d.action = Some(ManualAction::Abort);
     assert_eq!(
         run(&d, &c, Some(&r), &pass(), 10),
         rolled_back(
-            "aborted by hand (annotation budgetgate.dev/action=abort)",
-            true
+            "aborted by hand (alice) with annotation budgetgate.dev/action=abort",
+            hand(ManualAction::Abort, Some("alice"), 0)
+        )
+    );
+    // No requester recorded (the action was set before the webhook could stamp it).
+    d.action_by = None;
+    assert_eq!(
+        run(&d, &c, Some(&r), &pass(), 10),
+        rolled_back(
+            "aborted by hand with annotation budgetgate.dev/action=abort",
+            hand(ManualAction::Abort, None, 0)
         )
     );
     assert_eq!(ManualAction::parse("promote"), Some(ManualAction::Promote));
@@ -598,11 +629,28 @@ fn promotion_waits_for_the_rolling_update_then_finishes() {
             canary: owned(),
         }
     );
+    // The Release's manual actions are named in its final reason.
+    let mut by_hand = r.clone();
+    let record = |action: &str, by: Option<&str>, stage| crate::api::ManualActionRecord {
+        action: action.into(),
+        by: by.map(str::to_owned),
+        stage,
+        at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(5)),
+    };
+    by_hand.actions = vec![
+        record("resume", Some("alice"), 0),
+        record("promote", None, 1),
+    ];
+    assert!(matches!(
+        run(&done, &c, Some(&by_hand), &pass(), 10),
+        Action::FinishPromotion { reason, .. }
+            if reason == "promoted after 3 stage(s) of plan 10,25,50,100 every 5m; by hand: resume at stage 0 (alice), promote at stage 1"
+    ));
     assert_eq!(
         run(&d, &c, Some(&r), &pass(), 600),
         rolled_back(
             "the promoted rollout did not complete within progressDeadline 10m",
-            false
+            None
         )
     );
 }
@@ -620,10 +668,7 @@ fn a_restarted_controller_resumes_at_the_same_stage_with_the_same_pause() {
             reason: "stage 1 at 25% healthy; 150s of the 5m pause left".into()
         }
     );
-    assert_eq!(
-        run(&d, &c, Some(&r), &pass(), 400),
-        advance(2, 50, 4, false)
-    );
+    assert_eq!(run(&d, &c, Some(&r), &pass(), 400), advance(2, 50, 4, None));
 }
 
 fn typed(value: serde_json::Value) -> Deployment {

@@ -137,8 +137,9 @@ impl Op<'_> {
                 };
                 self.release_status(&release, patch).await
             }
-            Step::Advance { stage, weight, replicas, manual } => {
-                self.annotate(json!({ keys::STAGE: stage.to_string(), keys::STAGE_STARTED_AT: self.gathered.now.to_string() }), manual)
+            Step::Advance { stage, weight, replicas, by_hand } => {
+                self.record_by_hand(by_hand.as_ref()).await?;
+                self.annotate(json!({ keys::STAGE: stage.to_string(), keys::STAGE_STARTED_AT: self.gathered.now.to_string() }), by_hand.is_some())
                     .await?;
                 self.event(
                     EventType::Normal,
@@ -146,18 +147,20 @@ impl Op<'_> {
                     format!(
                         "stage {stage}: {weight}% ({replicas} canary pod(s) next to {} stable){}",
                         self.gathered.view.replicas,
-                        if manual { ", resumed by hand" } else { "; the previous stage held healthy for its pause" }
+                        by_hand.as_ref().map_or("; the previous stage held healthy for its pause".to_owned(), |b| format!(", resumed {}", b.text()))
                     ),
                 )
                 .await;
                 Ok(())
             }
-            Step::Promote { release, revision, last_stage, manual } => {
+            Step::Promote { release, revision, last_stage, by_hand } => {
+                self.record_by_hand(by_hand.as_ref()).await?;
                 self.patch_deployment(&json!({
                     "metadata": {"annotations": {
                         keys::STAGE: rollout::PROMOTING,
                         keys::STAGE_STARTED_AT: self.gathered.now.to_string(),
-                        rollout::ACTION: null,
+                        keys::ACTION: null,
+                        keys::ACTION_BY: null,
                     }},
                     "spec": {"paused": false},
                 }))
@@ -177,7 +180,7 @@ impl Op<'_> {
                     "Promoting",
                     format!(
                         "{}: unpaused; the Deployment rolls out revision {revision}",
-                        if manual { "promoted by hand" } else { "every stage held healthy" }
+                        by_hand.as_ref().map_or("every stage held healthy".to_owned(), |b| format!("promoted {}", b.text()))
                     ),
                 )
                 .await;
@@ -214,6 +217,7 @@ impl Op<'_> {
 
     async fn roll_back(&self, r: RollBack) -> Result<(), RolloutError> {
         let key = &self.key;
+        self.record_by_hand(r.by_hand.as_ref()).await?;
         let uid = self.gathered.view.uid.clone();
         let sets = Api::<ReplicaSet>::namespaced(self.ctx.client.clone(), &key.namespace)
             .list(&ListParams::default())
@@ -297,10 +301,9 @@ impl Op<'_> {
             EventType::Warning,
             kind,
             format!(
-                "revision {} {what}{}{}: {reason}",
+                "revision {} {what}{}: {reason}",
                 r.revision,
                 restored.unwrap_or_default(),
-                if r.manual { " by hand" } else { "" }
             ),
         )
         .await;

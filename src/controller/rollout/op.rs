@@ -3,11 +3,11 @@
 //! metrics. [`super::apply`] carries the actions out, [`super::releases`] keeps the ledger.
 
 use super::{Ctx, Gathered, RolloutError};
-use crate::api::{Release, ReleasePhase, Time};
+use crate::api::{Release, ReleasePhase, Time, keys};
 use crate::controller::FIELD_MANAGER;
 use crate::index::{Index, ObjectKey};
 use crate::policy::Tier;
-use crate::rollout::{self, OwnedCanary, ledger};
+use crate::rollout::{OwnedCanary, ledger};
 use crate::webhook::metrics::{DeploymentLabels, OutcomeLabels};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -121,7 +121,8 @@ impl<'a> Op<'a> {
         clear_action: bool,
     ) -> Result<(), RolloutError> {
         if clear_action && let Some(a) = annotations.as_object_mut() {
-            a.insert(rollout::ACTION.into(), Value::Null);
+            a.insert(keys::ACTION.into(), Value::Null);
+            a.insert(keys::ACTION_BY.into(), Value::Null);
         }
         self.patch_deployment(&json!({"metadata": {"annotations": annotations}}))
             .await

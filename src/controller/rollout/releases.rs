@@ -3,8 +3,10 @@
 
 use super::op::{Op, merge_params};
 use super::{LEDGER_LIMIT, RELEASE_DEPLOYMENT, RolloutError};
-use crate::api::{Condition, Release, ReleasePhase, ReleaseSpec, ReleaseStatus, Time};
-use crate::rollout::{self, Action as Step, ledger};
+use crate::api::{
+    Condition, ManualActionRecord, Release, ReleasePhase, ReleaseSpec, ReleaseStatus, Time,
+};
+use crate::rollout::{self, Action as Step, ByHand, ledger};
 use kube::api::{DeleteParams, Patch, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -229,6 +231,35 @@ impl Op<'_> {
 
     /// Closes Release `name` in a final `phase`, clears its failed checks, counts the
     /// outcome and drops the stage gauge.
+    /// Records a manual action on the running Release (`status.actions`) before it is
+    /// carried out: a leader that stops in between takes the action again and finds it
+    /// recorded, so it is recorded once.
+    pub(super) async fn record_by_hand(
+        &self,
+        by_hand: Option<&ByHand>,
+    ) -> Result<(), RolloutError> {
+        let (Some(by_hand), Some(release)) = (by_hand, &self.gathered.release) else {
+            return Ok(());
+        };
+        let record = ManualActionRecord {
+            action: by_hand.action.as_str().to_owned(),
+            by: by_hand.by.clone(),
+            stage: by_hand.stage,
+            at: self.now(),
+        };
+        let same = |r: &ManualActionRecord| {
+            (r.action.as_str(), &r.by, r.stage)
+                == (record.action.as_str(), &record.by, record.stage)
+        };
+        if release.actions.last().is_some_and(same) {
+            return Ok(());
+        }
+        let mut actions = release.actions.clone();
+        actions.push(record);
+        self.release_status(&release.name, json!({"status": {"actions": actions}}))
+            .await
+    }
+
     pub(super) async fn finish(
         &self,
         name: &str,

@@ -49,6 +49,7 @@ struct DeploymentBuilder {
     replicas: i32,
     stage: String,
     started: Option<Timestamp>,
+    action: Option<(&'static str, &'static str)>,
 }
 
 fn mk_deployment() -> DeploymentBuilder {
@@ -56,6 +57,7 @@ fn mk_deployment() -> DeploymentBuilder {
         replicas: 4,
         stage: "0".into(),
         started: Some(at(-30)),
+        action: None,
     }
 }
 
@@ -70,6 +72,12 @@ impl DeploymentBuilder {
         self
     }
 
+    /// `budgetgate.dev/action` set, by `by` (as the webhook stamps it).
+    fn action(mut self, action: &'static str, by: &'static str) -> Self {
+        self.action = Some((action, by));
+        self
+    }
+
     fn build(self) -> Deployment {
         let mut annotations = json!({
             keys::REVISION: revision(),
@@ -80,6 +88,10 @@ impl DeploymentBuilder {
         });
         if let Some(t) = self.started {
             annotations[keys::STAGE_STARTED_AT] = json!(t.to_string());
+        }
+        if let Some((action, by)) = self.action {
+            annotations[keys::ACTION] = json!(action);
+            annotations[keys::ACTION_BY] = json!(by);
         }
         serde_json::from_value(json!({
             "apiVersion": "apps/v1",
@@ -750,6 +762,7 @@ async fn the_last_stage_held_healthy_for_its_pause_promotes_by_unpausing() {
                         keys::STAGE: "promoting",
                         keys::STAGE_STARTED_AT: at(0).to_string(),
                         "budgetgate.dev/action": null,
+                        "budgetgate.dev/action-by": null,
                     },
                 },
                 "spec": {"paused": false},
@@ -764,6 +777,57 @@ async fn the_last_stage_held_healthy_for_its_pause_promotes_by_unpausing() {
             event["note"],
             format!(
                 "every stage held healthy: unpaused; the Deployment rolls out revision {}",
+                revision()
+            )
+        );
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_millis(200)));
+}
+
+#[tokio::test]
+async fn a_promote_by_hand_is_recorded_with_its_requester_before_it_is_carried_out() {
+    let (ctx, mut server) = mk_ctx(mk_index(1.0));
+    // Stage 0 (20%) began 30s ago, 90s of its pause left: alice promotes now.
+    let d = mk_deployment().action("promote", "alice").build();
+    let result = look(&ctx, &d, &mut server, async |api| {
+        let earlier =
+            json!({"action": "resume", "by": "bob", "stage": 0, "at": at(-60).to_string()});
+        let release = mk_release(json!({
+            "stage": 0, "weight": 20, "maxBurn": 1.0,
+            "conditions": no_slo_conditions(at(-30)),
+            "actions": [earlier],
+        }));
+        api.list_releases(vec![release.clone()]).await;
+        api.get_canary(Some(mk_canary(Some(UID), 1))).await;
+        api.get_release_status(&release).await;
+        // First the record (kept with the earlier one), then the action.
+        assert_eq!(
+            api.patch_release_status().await,
+            json!({"status": {"actions": [
+                earlier,
+                {"action": "promote", "by": "alice", "stage": 0, "at": at(0).to_string()},
+            ]}})
+        );
+        let (_, patch) = api.patch_deployment().await;
+        assert_eq!(
+            patch["metadata"]["annotations"],
+            json!({
+                keys::STAGE: "promoting",
+                keys::STAGE_STARTED_AT: at(0).to_string(),
+                "budgetgate.dev/action": null,
+                "budgetgate.dev/action-by": null,
+            })
+        );
+        assert_eq!(
+            api.patch_release_status().await,
+            json!({"status": {"stage": 2, "weight": 100, "stageStartedAt": at(0).to_string()}})
+        );
+        let event = api.event_created("Normal", "Promoting").await;
+        assert_eq!(
+            event["note"],
+            format!(
+                "promoted by hand (alice): unpaused; the Deployment rolls out revision {}",
                 revision()
             )
         );
