@@ -8,6 +8,7 @@ use crate::api::{
     Timestamp,
 };
 use crate::budget::Assessment;
+use crate::decision::{text_factor, text_pct};
 use crate::index::{Budgets, Index, ObjectKey};
 use crate::policy::Tier;
 use std::collections::BTreeMap;
@@ -79,6 +80,8 @@ pub fn publish(index: &Index, budgets: &Budgets, previous: &Previous, now: Times
             key.clone(),
             ServiceLevelObjectiveStatus {
                 remaining: a.remaining,
+                remaining_text: a.remaining.map(text_pct),
+                burn_rate1h_text: a.burn_rate(3_600).map(text_factor),
                 burn_rates: burn_rates(a),
                 band: a.band.clone(),
                 state: Some(a.state),
@@ -132,10 +135,12 @@ pub fn publish(index: &Index, budgets: &Budgets, previous: &Previous, now: Times
         teams.entry(team.clone()).or_default().push(TierBudget {
             tier: tier_name.clone(),
             remaining: a.remaining,
+            remaining_text: a.remaining.map(text_pct),
             band: a.band.clone(),
             state: Some(a.state),
             burn_rates: burn_rates(a),
             burn_rate1h: a.burn_rate(3_600),
+            burn_rate1h_text: a.burn_rate(3_600).map(text_factor),
             alerts: a.alerts.clone(),
             slos_without_data: a.lacking.min(u32::MAX as usize) as u32,
             slos,
@@ -346,8 +351,7 @@ pub fn band_changes(
                 note: format!(
                     "{team} moved from {from} to {to} in tier {} ({} budget remaining)",
                     now.tier,
-                    now.remaining
-                        .map_or_else(|| "unknown".to_owned(), crate::decision::text_pct)
+                    now.remaining.map_or_else(|| "unknown".to_owned(), text_pct)
                 ),
                 worse: now.remaining.unwrap_or(f64::NEG_INFINITY)
                     < was.remaining.unwrap_or(f64::NEG_INFINITY),
@@ -502,12 +506,27 @@ mod tests {
             serde_json::json!(["page-fast", "ticket-fast"])
         );
         assert_eq!(json["slosWithoutData"], 1);
+        // The printer columns' texts say what the numbers say.
+        let (remaining, burn) = (
+            production.remaining.unwrap(),
+            production.burn_rate1h.unwrap(),
+        );
+        assert_eq!(json["remainingText"], crate::decision::text_pct(remaining));
+        assert_eq!(json["burnRate1hText"], format!("{burn:.2}x"));
         // discovery: its ticket-slow pair fires, every SLO reports.
         let discovery =
             &publish(&index, &index.budgets, &Previous::default(), at(0)).teams["discovery"];
         let json = serde_json::to_value(&discovery.tiers[0]).unwrap();
         assert_eq!(json["alerts"], serde_json::json!(["ticket-slow"]));
         assert_eq!(json.get("slosWithoutData"), None);
+    }
+
+    #[test]
+    fn printer_column_texts_are_percentages_and_factors() {
+        assert_eq!(text_pct(-5.483061586550647), "-548.3%");
+        assert_eq!(text_pct(0.62), "62.0%");
+        assert_eq!(text_factor(6.483061586550647), "6.48x");
+        assert_eq!(text_factor(0.0), "0.00x");
     }
 
     #[test]

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
     status = "BudgetExceptionStatus",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind"),
     printcolumn(name = "Approved-By", type_ = "string", json_path = ".spec.approvedBy"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".spec.expiresAt"),
+    // A string, not a date: kubectl prints a date column as an age, `<invalid>` for a
+    // time still to come.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
     printcolumn(
         name = "Reason",
         type_ = "string",

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.weight"),
     printcolumn(
         name = "Consumed",
-        type_ = "number",
-        json_path = ".status.budgetConsumed",
+        type_ = "string",
+        json_path = ".status.budgetConsumedText",
         priority = 1
     ),
     printcolumn(
@@ -78,6 +78,10 @@ pub struct ReleaseStatus {
     pub stage_started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_consumed: Option<f64>,
+    /// `budgetConsumed` as a percentage of the team's budget (`3.1%`), for the printer
+    /// column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_consumed_text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_burn: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,9 +18,18 @@ use std::collections::BTreeMap;
     status = "ServiceLevelObjectiveStatus",
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.service"),
     printcolumn(name = "Objective", type_ = "number", json_path = ".spec.objective"),
-    printcolumn(name = "Remaining", type_ = "number", json_path = ".status.remaining"),
+    printcolumn(
+        name = "Remaining",
+        type_ = "string",
+        json_path = ".status.remainingText"
+    ),
     printcolumn(name = "Band", type_ = "string", json_path = ".status.band"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(
+        name = "Burn-1h",
+        type_ = "string",
+        json_path = ".status.burnRate1hText"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -129,6 +138,12 @@ impl BudgetState {
 pub struct ServiceLevelObjectiveStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining: Option<f64>,
+    /// `remaining` as a percentage (`87.4%`), for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_text: Option<String>,
+    /// The 1h burn rate as a factor (`0.30x`), for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate1h_text: Option<String>,
     /// Burn rate per window key (`5m`, `1h`, …); absent when the window had no data.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub burn_rates: BTreeMap<String, f64>,

@@ -19,14 +19,14 @@ use std::collections::BTreeMap;
     printcolumn(name = "Tier", type_ = "string", json_path = ".status.tiers[0].tier"),
     printcolumn(
         name = "Remaining",
-        type_ = "number",
-        json_path = ".status.tiers[0].remaining"
+        type_ = "string",
+        json_path = ".status.tiers[0].remainingText"
     ),
     printcolumn(name = "Band", type_ = "string", json_path = ".status.tiers[0].band"),
     printcolumn(
         name = "Burn-1h",
-        type_ = "number",
-        json_path = ".status.tiers[0].burnRate1h"
+        type_ = "string",
+        json_path = ".status.tiers[0].burnRate1hText"
     ),
     printcolumn(
         name = "In-Flight",
@@ -62,6 +62,9 @@ pub struct TierBudget {
     pub tier: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining: Option<f64>,
+    /// `remaining` as a percentage (`62.0%`), for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub band: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +74,9 @@ pub struct TierBudget {
     /// The 1h burn rate again, for the printer column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burn_rate1h: Option<f64>,
+    /// The 1h burn rate as a factor (`6.48x`), for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate1h_text: Option<String>,
     /// Names of the alert pairs firing on the team's aggregate (a page pair firing is
     /// what a page-burn denial names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -10,6 +10,7 @@ mod exception;
 mod patch;
 pub mod review;
 mod text;
+pub use text::factor as text_factor;
 pub use text::pct as text_pct;
 
 pub use classify::{

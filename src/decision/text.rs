@@ -22,6 +22,11 @@ pub fn pct(fraction: f64) -> String {
     format!("{value:.1}%")
 }
 
+/// A burn rate as a factor with two decimals, for printer columns: `6.48x`.
+pub fn factor(burn: f64) -> String {
+    format!("{burn:.2}x")
+}
+
 fn burn_parts(a: &Assessment) -> Vec<String> {
     [("5m", 300), ("1h", 3_600), ("6h", 21_600)]
         .iter()

@@ -270,6 +270,7 @@ impl Op<'_> {
         let mut patch = json!({ "status": ReleaseStatus {
             phase: Some(phase),
             budget_consumed: consumed,
+            budget_consumed_text: consumed.map(crate::decision::text_pct),
             reason: Some(reason),
             completed_at: Some(self.now()),
             ..ReleaseStatus::default()

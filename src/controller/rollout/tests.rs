@@ -723,6 +723,7 @@ async fn a_burn_above_abort_rate_on_the_last_allowed_failure_rolls_back_to_the_s
                 "phase": "RolledBack",
                 "reason": reason,
                 "budgetConsumed": 0.1,
+                "budgetConsumedText": "10.0%",
                 "completedAt": at(0).to_string(),
                 "failedChecks": null,
             }})
@@ -870,6 +871,7 @@ async fn a_canary_name_taken_by_an_unowned_deployment_fails_the_rollout_without_
                 "phase": "Failed",
                 "reason": reason,
                 "budgetConsumed": 0.1,
+                "budgetConsumedText": "10.0%",
                 "completedAt": at(0).to_string(),
                 "failedChecks": null,
             }})
