@@ -8,6 +8,7 @@ use common::run as budgetgate;
 use base64::Engine;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::process::Command;
 
 const NOW: &str = "2026-11-29T10:00:00Z";
 const SAMPLES: &str = "manifests/samples";
@@ -701,4 +702,74 @@ fn every_command_explains_itself_with_an_example() {
             "{command} --help lacks an example:\n{help}"
         );
     }
+}
+
+/// The binary installed as `kubectl-budgetgate` (a link, as users install it).
+fn plugin(dir: &std::path::Path) -> Command {
+    let link = dir.join("kubectl-budgetgate");
+    if !link.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_budgetgate"), &link).unwrap();
+    }
+    Command::new(link)
+}
+
+#[test]
+fn installed_as_kubectl_budgetgate_the_binary_is_the_kubectl_plugin() {
+    let dir = common::scratch("plugin");
+    let out = plugin(&dir).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.starts_with("budgetgate from kubectl"), "{help}");
+    for command in [
+        "status",
+        "why",
+        "releases",
+        "promote",
+        "abort",
+        "resume",
+        "exception",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "{command} in {help}"
+        );
+    }
+    assert!(
+        help.contains("Usage: kubectl budgetgate [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+    // A kubeconfig that is not there: a one-line error, exit 2, before any request.
+    let missing = dir.join("no-such-kubeconfig");
+    let out = plugin(&dir)
+        .args(["--kubeconfig", missing.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&format!("error: {}: ", missing.display())),
+        "{err}"
+    );
+    // An apiserver that does not answer: exit 2 naming what could not be read.
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u, namespace: shop}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let out = plugin(&dir)
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "promote",
+            "web",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        "error: deployment shop/web: cannot reach the cluster: ServiceError: client error (Connect)\n"
+    );
 }

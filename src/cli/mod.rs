@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cluster;
+pub mod plugin;
 mod report;
 mod serve;
 
