@@ -45,7 +45,8 @@ scenario_kubectl_plugin_explains_a_denial_and_grants_an_exception() {
     out=$(kb -n "$ns" why web 2>&1) && break
     sleep 0.5
   done
-  expect_has "why with the exception" "$out" $'a rollout now: ALLOWED (-25.0% remaining)\nbudgetgate: exception '"$name" || return 1
+  # Let through at the pace of the tier's last band, with the exception's warning.
+  expect_eq "why with the exception" "$out" "deployment $ns/web (team $ns, tier production, enforce mode)"$'\n'"a rollout now: ALLOWED (band critical, -25.0% remaining)"$'\n'"budgetgate: exception $name (approved by alice) lets this through until $(k -n "$ns" get budgetexception "$name" -o jsonpath='{.spec.expiresAt}')" || return 1
   echo "why printed the webhook's denial word for word; the exception it created let the next why through" >"$OUT/detail"
 }
 
