@@ -265,6 +265,14 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
         Ok(review) => review,
         Err(_) => return Err(explain(bytes)),
     };
+    // Likewise serde_json checks `\u` escapes only in the strings it decodes: half of a
+    // surrogate pair in a skipped field would pass. A body that may hold one is checked
+    // whole; the apiserver writes non-ASCII as UTF-8, never as escapes, so this is rare.
+    if may_hold_surrogate_escape(bytes)
+        && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        return Err(ReviewError::Malformed(e.to_string()));
+    }
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(ReviewError::Malformed(format!(
             "expected apiVersion {API_VERSION} kind {KIND}, got {} {}",
@@ -277,6 +285,14 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
 }
 
 const UNPARSEABLE: &str = "unparseable";
+
+/// Whether the body may hold an escape of a UTF-16 surrogate (`\uD800`-`\uDFFF`): a
+/// backslash, `u`, then `d` or `D`. It over-approximates (`\uD000`, an escaped backslash
+/// before a `u`) and only decides whether the body is checked whole.
+fn may_hold_surrogate_escape(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"\\u")
+        .any(|at| bytes.get(at + 2).is_some_and(|&b| b | 0x20 == b'd'))
+}
 
 /// The error of a review that failed to parse, with the field path.
 fn explain(bytes: &[u8]) -> ReviewError {
@@ -498,6 +514,29 @@ mod tests {
             e.to_string(),
             "not an AdmissionReview: invalid UTF-8 at byte 72"
         );
+    }
+
+    #[test]
+    fn half_a_surrogate_pair_where_the_parse_does_not_read_is_rejected() {
+        // serde_json skips the strings of fields it ignores without decoding their escapes.
+        let review = |ignored: &str| {
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","ignored":"{ignored}","request":{{"uid":"u1","kind":{{"group":"apps","version":"v1","kind":"Deployment"}},"namespace":"shop","name":"web","operation":"DELETE","userInfo":{{"username":"alice"}}}}}}"#
+            )
+        };
+        let e = parse_review(review(r"\udc10x").as_bytes()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not an AdmissionReview: lone leading surrogate in hex escape at line 1 column 78"
+        );
+        let e = parse_review(review(r"\ud83dx").as_bytes()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not an AdmissionReview: unexpected end of hex escape at line 1 column 79"
+        );
+        // A whole pair (an emoji) is a string like any other.
+        let request = parse_review(review(r"\ud83d\ude00 \\ud").as_bytes()).unwrap();
+        assert_eq!(request.uid, "u1");
     }
 
     #[test]
