@@ -1,14 +1,19 @@
-//! `manifests/crds/` must be exactly what `budgetgate crds` prints.
+//! `manifests/crds/` and the Helm chart's `crds/` must be exactly what `budgetgate crds` prints.
 
 #[test]
 fn committed_crds_equal_the_generated_ones() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/crds/crds.yaml");
-    let committed = std::fs::read_to_string(path).expect("manifests/crds/crds.yaml exists");
     let generated = budgetgate::cli::crds_yaml();
-    assert!(
-        committed == generated,
-        "manifests/crds/crds.yaml is stale: run `cargo run -q -- crds > manifests/crds/crds.yaml`"
-    );
+    for file in [
+        "manifests/crds/crds.yaml",
+        "charts/budgetgate/crds/crds.yaml",
+    ] {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            committed == generated,
+            "{file} is stale: run `cargo run -q -- crds > {file}`"
+        );
+    }
 }
 
 #[test]
