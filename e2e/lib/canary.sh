@@ -160,6 +160,11 @@ scenario_canary_good_release_walks_every_stage_and_is_promoted() {
     expect_eq "replicas" "$(k -n e2e-cy-good get deploy web -o jsonpath='{.spec.replicas}')" 9 &&
     expect_eq "release" "$(newest_release e2e-cy-good '{.spec.band}') $(newest_release e2e-cy-good '{.status.reason}')" \
       "healthy promoted after 2 stage(s) of plan 25,50,100 every 6s" || return 1
+  # kubectl's columns (the age left out).
+  local first
+  first=$(k -n e2e-cy-good get releases -o jsonpath='{.items[?(@.status.phase=="Direct")].spec.revision}')
+  expect_eq "kubectl get releases" "$(columns releases k -n e2e-cy-good get releases | sed 's/ [0-9a-z]*$//')" \
+    "NAME DEPLOYMENT REVISION BAND PHASE STAGE WEIGHT AGE"$'\n'"web-${first:0:8}-1 web $first healthy Direct"$'\n'"web-${rev:0:8}-2 web $rev healthy Promoted 2 100" || return 1
   out=$(events_of e2e-cy-good)
   expect_has "events" "$out" "CanaryStarted CanaryCreated" &&
     expect_has "events" "$out" "StageAdvanced" && expect_has "events" "$out" "Promoting" &&

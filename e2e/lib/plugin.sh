@@ -41,6 +41,8 @@ scenario_kubectl_plugin_explains_a_denial_and_grants_an_exception() {
     fail "exception create said [$out]" || return 1
   local name=${out#budgetexception.budgetgate.dev/}; name=${name%% *}
   expect_eq "approved by" "$(k -n "$ns" get budgetexception "$name" -o jsonpath='{.spec.kind}/{.spec.approvedBy}/{.spec.maxRollouts}/{.spec.selector.matchLabels.app}')" "override/alice/1/web" || return 1
+  expect_eq "kubectl get budgetexceptions" "$(columns budgetexceptions k -n "$ns" get budgetexceptions)" \
+    "NAME KIND APPROVED-BY EXPIRES"$'\n'"$name override alice $(k -n "$ns" get budgetexception "$name" -o jsonpath='{.spec.expiresAt}')" || return 1
   for ((i = 0; i < 20; i++)); do
     out=$(kb -n "$ns" why web 2>&1) && break
     sleep 0.5
