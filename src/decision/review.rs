@@ -269,7 +269,7 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     // surrogate pair in a skipped field would pass. A body that may hold one is checked
     // whole; the apiserver writes non-ASCII as UTF-8, never as escapes, so this is rare.
     if may_hold_surrogate_escape(bytes)
-        && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
+        && let Err(e) = serde_json::from_str::<EveryString>(text)
     {
         return Err(ReviewError::Malformed(e.to_string()));
     }
@@ -292,6 +292,52 @@ const UNPARSEABLE: &str = "unparseable";
 fn may_hold_surrogate_escape(bytes: &[u8]) -> bool {
     memchr::memmem::find_iter(bytes, b"\\u")
         .any(|at| bytes.get(at + 2).is_some_and(|&b| b | 0x20 == b'd'))
+}
+
+/// A walk over a whole JSON body that decodes every string and keeps nothing: unlike a
+/// `serde_json::Value`, it checks what the typed parse skips without building the body
+/// again in memory (a 7 MiB array of numbers would be ~16× that as a `Value`).
+struct EveryString;
+
+impl<'de> Deserialize<'de> for EveryString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EveryString)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EveryString {
+    type Value = EveryString;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<EveryString>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_key::<EveryString>()?.is_some() {
+            map.next_value::<EveryString>()?;
+        }
+        Ok(self)
+    }
 }
 
 /// The error of a review that failed to parse, with the field path.
