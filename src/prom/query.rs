@@ -139,19 +139,7 @@ impl Events {
                     ("raw.errorQuery", &raw.error_query),
                     ("raw.totalQuery", &raw.total_query),
                 ] {
-                    let sample = query
-                        .replace(WINDOW_PLACEHOLDER, "5m")
-                        .replace(TRACK_PLACEHOLDER, r#"track="canary""#);
-                    let parsed = promql_parser::parser::parse(&sample).map_err(|e| {
-                        format!("{field}: {query:?} is not a PromQL expression: {e}")
-                    })?;
-                    // Its count is `sum(<query>)`: only an instant vector can be summed.
-                    let kind = parsed.value_type();
-                    if kind != promql_parser::parser::value::ValueType::Vector {
-                        return Err(format!(
-                            "{field}: {query:?} is a {kind}, not an instant vector of counts"
-                        ));
-                    }
+                    check_raw_query(field, query.trim())?;
                 }
                 Ok(Events::Raw {
                     errors: raw.error_query.trim().to_owned(),
@@ -194,13 +182,7 @@ impl Events {
             Some(m) => format!("sum(increase({}[{range}]))", with_matcher(selector, m)),
             None => format!("sum(increase({selector}[{range}]))"),
         };
-        let raw = |template: &str| {
-            let query = template.replace(WINDOW_PLACEHOLDER, range);
-            let query = query.replace(TRACK_PLACEHOLDER, matcher.unwrap_or(ANY_TRACK));
-            // A `# comment` on the query's last line would swallow the closing parenthesis.
-            let end = if query.contains('#') { "\n" } else { "" };
-            format!("sum({query}{end})")
-        };
+        let raw = |template: &str| raw_count(template, range, matcher.unwrap_or(ANY_TRACK));
         match (self, count) {
             (Events::Ratio { errors, .. }, Count::Bad) => increase(errors),
             (Events::Ratio { total, .. }, Count::Total) => increase(total),
@@ -212,6 +194,59 @@ impl Events {
             (Events::Raw { total, .. }, Count::Total) => raw(total),
         }
     }
+}
+
+/// The count of a raw query template: `sum(<query>)` with `{{window}}` = `range` and
+/// `{{track}}` = `track`.
+fn raw_count(template: &str, range: &str, track: &str) -> String {
+    let query = template.replace(WINDOW_PLACEHOLDER, range);
+    let query = query.replace(TRACK_PLACEHOLDER, track);
+    // A `# comment` on the query's last line would swallow the closing parenthesis.
+    let end = if query.contains('#') { "\n" } else { "" };
+    format!("sum({query}{end})")
+}
+
+/// A raw query is accepted only if every count built from it parses: `{{track}}` takes
+/// three forms (a canary's count, the stable count, and [`ANY_TRACK`] in whole-service
+/// counts), and a form can be invalid where another is not: `{{{track}}}` is a selector
+/// with a non-empty matcher as `{track="canary"}` but none as `{track=~".*"}`, which
+/// Prometheus refuses. Its count is `sum(<query>)`, so the query must be an instant vector.
+fn check_raw_query(field: &str, query: &str) -> Result<(), String> {
+    use promql_parser::parser::{parse, value::ValueType};
+    let canary = track_matcher("track", Track::Canary);
+    let stable = track_matcher("track", Track::Stable);
+    let forms: &[(&str, &str)] = match query.contains(TRACK_PLACEHOLDER) {
+        true => &[
+            ("a whole-service count", ANY_TRACK),
+            ("a canary's count", &canary),
+            ("the stable count", &stable),
+        ],
+        false => &[("", ANY_TRACK)],
+    };
+    for (form, track) in forms {
+        let within = match form.is_empty() {
+            true => String::new(),
+            false => format!(" in {form}, where {TRACK_PLACEHOLDER} is {track}"),
+        };
+        let sample = query
+            .replace(WINDOW_PLACEHOLDER, "5m")
+            .replace(TRACK_PLACEHOLDER, track);
+        let kind = parse(&sample)
+            .map_err(|e| format!("{field}: {query:?} is not a PromQL expression{within}: {e}"))?
+            .value_type();
+        if kind != ValueType::Vector {
+            return Err(format!(
+                "{field}: {query:?} is a {kind}, not an instant vector of counts"
+            ));
+        }
+        let count = raw_count(query, "5m", track);
+        parse(&count).map_err(|e| {
+            format!(
+                "{field}: {query:?} does not parse as budgetgate's count {count:?}{within}: {e}"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A plain vector selector (`name`, `name{…}` or `{…}`: something `[range]` can follow,
@@ -1074,6 +1109,33 @@ tiers:
                 format!("raw.errorQuery: {query:?} is a {kind}, not an instant vector of counts")
             );
         }
+    }
+
+    #[test]
+    fn a_raw_query_must_parse_in_every_form_the_track_placeholder_takes() {
+        let q = "sum(increase(e[{{window}}]))";
+        // `{track="canary"}` has a non-empty matcher, `{track=~".*"}` (every whole-service
+        // count) and `{track!="canary"}` have none: Prometheus refuses both.
+        let e = Events::from_indicator(&raw("{{{track}}}", q), &confined("shop", false, true))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            r#"raw.errorQuery: "{{{track}}}" is not a PromQL expression in a whole-service count, where {{track}} is track=~".*": vector selector must contain at least one non-empty matcher"#
+        );
+        // The form the old check tried (a canary's) is valid: the budget query was not.
+        assert!(promql_parser::parser::parse(r#"{track="canary"}"#).is_ok());
+        // With a metric name, every form is a valid selector.
+        let ok = Events::from_indicator(
+            &raw("e{{{track}}}", "t{{{track}}}"),
+            &confined("shop", false, true),
+        )
+        .unwrap();
+        assert_eq!(ok.expr(Count::Bad, "5m"), r#"sum(e{track=~".*"})"#);
+        assert_eq!(
+            ok.track_expr(Count::Total, Track::Stable, "track", "5m")
+                .unwrap(),
+            r#"sum(t{track!="canary"})"#
+        );
     }
 
     #[test]
