@@ -75,6 +75,17 @@ pub fn policy_yaml(data: &[u8]) {
 /// and every series selector in it carries the SLO's namespace matcher (raw queries, only
 /// from namespaces the policy lists, only have to parse).
 pub fn promql_confinement(data: &[u8]) {
+    // The parser's own panics are caught by budgetgate (`parse_promql`): let them unwind to
+    // it instead of the fuzzer's hook aborting; any other panic still aborts.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let outer = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !budgetgate::prom::query::parsing_promql() {
+                outer(info)
+            }
+        }));
+    });
     let Some((&kind, rest)) = data.split_first() else {
         return;
     };

@@ -212,7 +212,8 @@ fn raw_count(template: &str, range: &str, track: &str) -> String {
 /// with a non-empty matcher as `{track="canary"}` but none as `{track=~".*"}`, which
 /// Prometheus refuses. Its count is `sum(<query>)`, so the query must be an instant vector.
 fn check_raw_query(field: &str, query: &str) -> Result<(), String> {
-    use promql_parser::parser::{parse, value::ValueType};
+    use promql_parser::parser::value::ValueType;
+    let parse = parse_promql;
     let canary = track_matcher("track", Track::Canary);
     let stable = track_matcher("track", Track::Stable);
     let forms: &[(&str, &str)] = match query.contains(TRACK_PLACEHOLDER) {
@@ -249,11 +250,34 @@ fn check_raw_query(field: &str, query: &str) -> Result<(), String> {
     Ok(())
 }
 
+thread_local! {
+    static PARSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while [`parse_promql`] runs on this thread: a panic hook that aborts (a fuzzer's)
+/// can let the parser's panics unwind to it.
+pub fn parsing_promql() -> bool {
+    PARSING.with(std::cell::Cell::get)
+}
+
+/// PromQL parsed by promql-parser, whose panics are errors here. Version 0.11 panics on a
+/// range or offset written as a number of seconds that no `Duration` holds (`e[1e30]`,
+/// `e[33333333333333333333333]`: `Duration::from_secs_f64`), and an SLO a team writes must
+/// not stop the webhook or the controller.
+pub fn parse_promql(text: &str) -> Result<promql_parser::parser::Expr, String> {
+    PARSING.with(|p| p.set(true));
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(text));
+    PARSING.with(|p| p.set(false));
+    parsed.unwrap_or_else(|_| {
+        Err("the PromQL parser failed on it (a duration out of range?)".to_owned())
+    })
+}
+
 /// A plain vector selector (`name`, `name{…}` or `{…}`: something `[range]` can follow,
 /// without offset, `@` or `or`), parsed by a PromQL parser.
 fn plain_selector(selector: &str) -> Option<promql_parser::parser::VectorSelector> {
     use promql_parser::parser::Expr;
-    match promql_parser::parser::parse(selector.trim()) {
+    match parse_promql(selector.trim()) {
         Ok(Expr::VectorSelector(v))
             if v.offset.is_none() && v.at.is_none() && v.matchers.or_matchers.is_empty() =>
         {
@@ -1136,6 +1160,22 @@ tiers:
                 .unwrap(),
             r#"sum(t{track!="canary"})"#
         );
+    }
+
+    #[test]
+    fn a_duration_no_duration_holds_is_an_error_not_a_panic() {
+        let huge = "e[33333333333333333333333]";
+        let e =
+            Events::from_indicator(&raw(huge, huge), &confined("shop", false, true)).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "raw.errorQuery: {huge:?} is not a PromQL expression: the PromQL parser failed on it (a duration out of range?)"
+            )
+        );
+        let e = Events::from_indicator(&ratio(huge, "t"), &OPEN).unwrap_err();
+        assert!(e.starts_with("ratio.errors: \"e[3333"), "{e}");
+        assert!(!parsing_promql());
     }
 
     #[test]
