@@ -11,6 +11,7 @@ mod patch;
 pub mod review;
 mod text;
 pub use text::factor as text_factor;
+pub use text::firing as text_firing;
 pub use text::pct as text_pct;
 
 pub use classify::{
@@ -429,7 +430,7 @@ impl BudgetView<'_> {
                 long: format!(
                     "{who} is burning its error budget at page level ({} firing{}{left}), and the tier freezes on page burn",
                     text::firing(a),
-                    text::burn_list(a)
+                    text::burn_list(a, tier)
                 ),
                 short: format!("{who} burning ({})", text::firing(a)),
             });

@@ -1402,6 +1402,34 @@ fn page_burn_freezes_when_freeze_on_page_burn() {
 }
 
 #[test]
+fn a_page_denial_shows_the_burn_of_the_windows_that_fired() {
+    // page-fast compressed 50x (as the demo does): 72s/6s at 0.04% is still 14.4x.
+    let windows = serde_yaml_ng::from_str(
+        "[{name: page-fast, severity: page, long: 72s, short: 6s, budgetPercent: 0.04}]",
+    )
+    .unwrap();
+    let budget = healthy()
+        .window("6s", 20.0, 1000.0)
+        .window("72s", 20.0, 1000.0)
+        .window("5m", 0.7, 1000.0);
+    let index = shop_with(budget).tier("production", |t| t.alert_windows = Some(windows));
+    let d = decide_now(checkout_rollout(), index);
+    assert_eq!(d.reason, Reason::Burning);
+    assert_eq!(
+        d.message.as_deref(),
+        Some(
+            format!(
+                "budgetgate denied the rollout of deployment shop/checkout (team payments, tier production): \
+                 team payments is burning its error budget at page level (page-fast firing, burn 6s 20.0x, 72s 20.0x, 5m 0.7x, 1h 0.0x, 6h 0.0x; \
+                 team payments has 80.0% remaining), \
+                 and the tier freezes on page burn. {SHOP_TAIL}"
+            )
+            .as_str()
+        )
+    );
+}
+
+#[test]
 fn page_burn_of_a_selecting_slo_freezes_the_deployment() {
     // checkout burns at 20x; cart's 100x larger traffic keeps the team's burn at 0.2x.
     let cart = mk_budget(0.0, 8_000_000.0)

@@ -1,7 +1,9 @@
 //! The words budgetgate says to people: denial texts and warnings (≤ 120 characters).
 
+use crate::api::Duration;
 use crate::budget::Assessment;
 use crate::index::ObjectKey;
+use crate::policy::Tier;
 
 /// kubectl prints each warning on one line; the API guidance is to stay under 120.
 pub const MAX_WARNING: usize = 120;
@@ -27,16 +29,23 @@ pub fn factor(burn: f64) -> String {
     format!("{burn:.2}x")
 }
 
-fn burn_parts(a: &Assessment) -> Vec<String> {
-    [("5m", 300), ("1h", 3_600), ("6h", 21_600)]
+fn burn_parts(a: &Assessment, also: &[&Duration]) -> Vec<String> {
+    let mut windows: Vec<(u64, String)> = [("5m", 300), ("1h", 3_600), ("6h", 21_600)]
+        .into_iter()
+        .map(|(label, secs)| (secs, label.to_owned()))
+        .chain(also.iter().map(|d| (d.seconds(), d.to_string())))
+        .collect();
+    windows.sort_by_key(|(secs, _)| *secs);
+    windows.dedup_by_key(|(secs, _)| *secs);
+    windows
         .iter()
-        .filter_map(|(label, secs)| a.burn_rate(*secs).map(|b| format!("{label} {b:.1}x")))
+        .filter_map(|(secs, label)| a.burn_rate(*secs).map(|b| format!("{label} {b:.1}x")))
         .collect()
 }
 
 /// ` (burn 5m 2.1x, 1h 1.5x, 6h 0.9x)` for the windows known, or nothing.
 pub fn burns(a: &Assessment) -> String {
-    let parts = burn_parts(a);
+    let parts = burn_parts(a, &[]);
     if parts.is_empty() {
         String::new()
     } else {
@@ -44,9 +53,17 @@ pub fn burns(a: &Assessment) -> String {
     }
 }
 
-/// `, burn 5m 20.0x, 1h 20.0x` for the windows known, or nothing.
-pub fn burn_list(a: &Assessment) -> String {
-    let parts = burn_parts(a);
+/// `, burn 5m 20.0x, 1h 20.0x` for the windows known, or nothing; with the windows of the
+/// firing alert pairs of `tier` too, shortest first, so a pair on other windows than the
+/// standard 5m, 1h and 6h shows the burn that fired it.
+pub fn burn_list(a: &Assessment, tier: &Tier) -> String {
+    let firing: Vec<&Duration> = tier
+        .alert_windows
+        .iter()
+        .filter(|w| a.alerts.contains(&w.name))
+        .flat_map(|w| [&w.short, &w.long])
+        .collect();
+    let parts = burn_parts(a, &firing);
     if parts.is_empty() {
         String::new()
     } else {

@@ -123,6 +123,9 @@ pub struct Unpaced<'a> {
     pub tier: &'a Tier,
     /// The team's remaining budget now.
     pub remaining: Option<f64>,
+    /// The team's firing alert pairs ([`crate::decision::text_firing`]) when it burns at
+    /// page level now.
+    pub paging: Option<String>,
 }
 
 /// A Release to record.
@@ -161,7 +164,10 @@ pub fn unpaced_release(u: &Unpaced) -> Option<Record> {
         BandLookup::Exhausted => None,
     });
     let (phase, reason) = match u.enforcement {
-        Enforcement::Dryrun => (ReleasePhase::Observed, observed_reason(u.tier, u.remaining)),
+        Enforcement::Dryrun => (
+            ReleasePhase::Observed,
+            observed_reason(u.tier, u.remaining, u.paging.as_deref()),
+        ),
         mode => (
             ReleasePhase::Direct,
             format!("applied directly ({} namespace, no canary)", mode.as_str()),
@@ -175,12 +181,23 @@ pub fn unpaced_release(u: &Unpaced) -> Option<Record> {
     })
 }
 
-/// What an enforcing tier would have done with a rollout in a dry-run namespace.
-pub fn observed_reason(tier: &Tier, remaining: Option<f64>) -> String {
+/// How an `Observed` Release's reason starts when enforcement would have denied it.
+pub const WOULD_DENY: &str = "dry-run: enforce would have denied it";
+
+/// What an enforcing tier would have done with a rollout in a dry-run namespace, from the
+/// team's budget: exhausted, burning at page level (`paging`: the firing alerts) where the
+/// tier freezes on it, or the band's plan. (Cadence and concurrency limits, and a platform
+/// freeze, are the webhook's to judge: `budgetgate_would_deny_total` counts them.)
+pub fn observed_reason(tier: &Tier, remaining: Option<f64>, paging: Option<&str>) -> String {
     match remaining.map(|r| (r, tier.band_for(r))) {
         None => "dry-run: no budget data; enforcement would have followed onStale".into(),
         Some((r, BandLookup::Exhausted)) => format!(
-            "dry-run: enforce would have denied it: the error budget is exhausted ({} remaining)",
+            "{WOULD_DENY}: the error budget is exhausted ({} remaining)",
+            crate::decision::text_pct(r)
+        ),
+        Some((r, _)) if tier.freeze_on_page_burn && paging.is_some() => format!(
+            "{WOULD_DENY}: the team burns its error budget at page level ({} firing; {} remaining)",
+            paging.unwrap_or_default(),
             crate::decision::text_pct(r)
         ),
         Some((r, BandLookup::Band(_, band))) => format!(
@@ -357,6 +374,7 @@ mod tests {
             enforcement,
             tier,
             remaining,
+            paging: None,
         }
     }
 
@@ -400,12 +418,25 @@ mod tests {
         );
         assert_eq!(record.band, None);
         assert_eq!(
-            observed_reason(&t, Some(0.4)),
+            observed_reason(&t, Some(0.4), None),
             "dry-run: enforce would have let it through in band caution (40.0% remaining; canary plan 10,25,50,100 every 5m)"
         );
         assert_eq!(
-            observed_reason(&t, None),
+            observed_reason(&t, None, None),
             "dry-run: no budget data; enforcement would have followed onStale"
+        );
+        // Burning at page level with budget left: a tier that freezes on page burn denies.
+        let mut dry = unpaced(&t, "r2", &[], &[], Enforcement::Dryrun, Some(0.85));
+        dry.paging = Some("page-fast".into());
+        assert_eq!(
+            unpaced_release(&dry).unwrap().reason,
+            "dry-run: enforce would have denied it: the team burns its error budget at page level (page-fast firing; 85.0% remaining)"
+        );
+        let mut lax = t.clone();
+        lax.freeze_on_page_burn = false;
+        assert_eq!(
+            observed_reason(&lax, Some(0.85), Some("page-fast")),
+            "dry-run: enforce would have let it through in band healthy (85.0% remaining; canary plan 20,50,100 every 2m)"
         );
     }
 

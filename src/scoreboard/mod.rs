@@ -665,7 +665,16 @@ pub fn adoption(index: &Index, now: Timestamp) -> Adoption {
                     continue;
                 }
                 row.releases += 1;
+                let denied = r.phase == Some(ReleasePhase::Observed)
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|x| x.starts_with(crate::rollout::ledger::WOULD_DENY));
                 let outcome = match r.remaining_at_start.map(|x| tier.band_for(x)) {
+                    // The ledger judged the whole budget (a page-level burn denies too).
+                    _ if denied => {
+                        row.would_deny += 1;
+                        Some("deny")
+                    }
                     None => {
                         row.unknown += 1;
                         None

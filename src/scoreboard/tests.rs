@@ -276,6 +276,14 @@ fn adoption_counts_what_enforce_would_have_denied_or_slowed() {
         ReleasePhase::Direct,
         Some(0.1),
     );
+    // pay-3 had a healthy band but its team burned at page level: the ledger said deny.
+    index
+        .releases
+        .get_mut(&crate::index::ObjectKey::new("ledger", "pay-3"))
+        .unwrap()
+        .reason = Some(
+        "dry-run: enforce would have denied it: the team burns its error budget at page level (page-fast firing; 80.0% remaining)".into(),
+    );
     let view = adoption(&index, ts(NOW));
     assert_eq!(view.since, ts("2026-10-30T10:00:00Z"));
     let rows: Vec<(&str, Enforcement, u32, u32, u32, u32)> = view
@@ -296,7 +304,7 @@ fn adoption_counts_what_enforce_would_have_denied_or_slowed() {
         rows,
         [
             ("ads-staging", Enforcement::Warn, 1, 0, 1, 0),
-            ("ledger", Enforcement::Dryrun, 4, 1, 1, 1),
+            ("ledger", Enforcement::Dryrun, 4, 2, 1, 1),
         ]
     );
     let ledger = &view.namespaces[1];
@@ -305,7 +313,10 @@ fn adoption_counts_what_enforce_would_have_denied_or_slowed() {
         .iter()
         .map(|e| (e.release.name.as_str(), e.outcome))
         .collect();
-    assert_eq!(evidence, [("pay-1", "deny"), ("pay-2", "slow")]);
+    assert_eq!(
+        evidence,
+        [("pay-1", "deny"), ("pay-2", "slow"), ("pay-3", "deny")]
+    );
     assert_eq!(ledger.now.verdict, "dryrun-deny");
     assert_eq!(view.namespaces[0].now.verdict, "warn");
 }

@@ -65,6 +65,16 @@ impl<'a> Op<'a> {
             .and_then(|a| a.remaining)
     }
 
+    /// The team's firing alert pairs when it burns at page level now.
+    pub(super) fn team_paging(&self) -> Option<String> {
+        self.index
+            .budgets
+            .teams
+            .get(&(self.team.to_owned(), self.tier.name.clone()))
+            .filter(|a| a.paging)
+            .map(crate::decision::text_firing)
+    }
+
     pub(super) fn active_exception(&self) -> Option<String> {
         let labels = self.deployment.labels();
         self.index

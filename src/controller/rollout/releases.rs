@@ -34,6 +34,7 @@ impl Op<'_> {
             enforcement: self.index.enforcement(&self.key.namespace, self.tier),
             tier: self.tier,
             remaining,
+            paging: self.team_paging(),
         }) else {
             return Ok(());
         };
