@@ -31,14 +31,22 @@ def main() -> int:
     p.add_argument("--step", type=int, default=60, help="seconds between samples")
     p.add_argument("services", nargs="+", help="NS/DEPLOYMENT:RATE:OBJECTIVE:REMAINING")
     a = p.parse_args()
+    if a.days < 20 or not 0 < a.step <= 3600:
+        p.error("--days must be at least 20 (the incidents are 19 and 8 days back) and --step 1..3600")
     start = a.end - a.days * 86400
     times = range(start, a.end + 1, a.step)
     out = sys.stdout
     out.write("# HELP http_requests requests served, by status code\n# TYPE http_requests counter\n")
     for spec in a.services:
-        name, rate, objective, remaining = spec.split(":")
-        ns, deployment = name.split("/")
-        rate, objective, remaining = float(rate), float(objective), float(remaining)
+        try:
+            name, rate, objective, remaining = spec.split(":")
+            ns, deployment = name.split("/")
+            rate, objective, remaining = float(rate), float(objective), float(remaining)
+            if not (rate > 0 and 0 < objective < 100 and 0 < remaining <= 1):
+                raise ValueError
+        except ValueError:
+            p.error(f"{spec!r} is not NS/DEPLOYMENT:RATE:OBJECTIVE:REMAINING "
+                    "(e.g. checkout/checkout:60:99:0.62: RATE > 0, 0 < OBJECTIVE < 100, 0 < REMAINING <= 1)")
         allowed = 1 - objective / 100
         requests = [rate_at(rate, t) * a.step for t in times]
         background = (1 - remaining) * allowed / 2
