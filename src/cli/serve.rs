@@ -183,8 +183,28 @@ async fn serve(role: Role) -> anyhow::Result<()> {
         }
     };
 
-    wait_for_signal().await;
-    tracing::info!("stop requested");
+    // The controller's work and the admission server run until the stop signal: one that
+    // ends before it has panicked, and a process that kept running without it would hold the
+    // Lease (or keep answering from budgets no one updates) with no one the wiser. Stop
+    // instead, so the Lease goes to a standby and the kubelet restarts this one.
+    let mut essential: Vec<(&str, &tokio::task::JoinHandle<()>)> = Vec::new();
+    if let Some(l) = &leadership {
+        essential.extend(l.work.iter().map(|t| ("the controller", t)));
+    }
+    if let Some(a) = &admission {
+        essential.push(("the admission server", a));
+    }
+    let ended = tokio::select! {
+        () = wait_for_signal() => None,
+        which = first_finished(&essential) => Some(essential[which].0),
+    };
+    drop(essential);
+    match ended {
+        None => tracing::info!("stop requested"),
+        Some(which) => tracing::error!(
+            "{which} stopped unexpectedly (see the panic above); stopping so that a standby or a restart takes over"
+        ),
+    }
     let _ = stop_tx.send(true);
     if let Some(leadership) = leadership {
         leadership.stop().await;
@@ -195,7 +215,21 @@ async fn serve(role: Role) -> anyhow::Result<()> {
     for task in tasks {
         task.abort();
     }
-    Ok(())
+    match ended {
+        None => Ok(()),
+        Some(which) => anyhow::bail!("{which} stopped unexpectedly"),
+    }
+}
+
+/// The index of the first of `tasks` to finish (never, when there are none), looked at once
+/// a second: a task that should run until the stop signal has ended.
+async fn first_finished(tasks: &[(&str, &tokio::task::JoinHandle<()>)]) -> usize {
+    loop {
+        if let Some(i) = tasks.iter().position(|(_, t)| t.is_finished()) {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn reload_interval(tls: &TlsArgs) -> Duration {
@@ -361,5 +395,24 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_is_found_among_those_that_run_on() {
+        let forever = tokio::spawn(std::future::pending::<()>());
+        let panics = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            panic!("an evaluation went wrong");
+        });
+        let tasks = [("runs", &forever), ("panics", &panics)];
+        assert_eq!(first_finished(&tasks).await, 1);
+        assert!(panics.await.unwrap_err().is_panic());
+        assert!(!forever.is_finished());
+        forever.abort();
     }
 }
