@@ -70,6 +70,8 @@ pub struct ReleaseEntry {
     pub budget_consumed: Option<f64>,
     pub reason: Option<String>,
     pub completed_at: Option<Timestamp>,
+    /// While `Queued`: when the Deployment entered the team's queue (orders the queue).
+    pub queued_since: Option<Timestamp>,
 }
 
 impl ReleaseEntry {
@@ -87,6 +89,7 @@ impl ReleaseEntry {
             budget_consumed: status.and_then(|s| s.budget_consumed),
             reason: status.and_then(|s| s.reason.clone()),
             completed_at: status.and_then(|s| s.completed_at.as_ref().map(|t| t.0)),
+            queued_since: status.and_then(|s| s.queued_since.as_ref().map(|t| t.0)),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! band and plan lookup. Built from a `ReliabilityPolicySpec`; pure.
 
 use crate::api::{
-    AlertWindow, Band, CanarySpec, Duration, Enforcement, OnStale, ReliabilityPolicySpec, Severity,
-    TierSpec, Window,
+    AlertWindow, Band, CanarySpec, Duration, Enforcement, OnExhausted, OnStale,
+    ReliabilityPolicySpec, Severity, TierSpec, Window,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +27,7 @@ pub struct Tier {
     pub window: Window,
     pub stale_after: Duration,
     pub on_stale: OnStale,
+    pub on_exhausted: OnExhausted,
     pub freeze_on_page_burn: bool,
     pub recovery_target: Duration,
     pub bands: Vec<Band>,
@@ -221,6 +222,7 @@ impl Tier {
                 .clone()
                 .unwrap_or_else(|| Duration::from_seconds(300)),
             on_stale: spec.on_stale.unwrap_or(OnStale::Allow),
+            on_exhausted: spec.on_exhausted.unwrap_or(OnExhausted::Deny),
             freeze_on_page_burn: spec.freeze_on_page_burn.unwrap_or(true),
             recovery_target: spec
                 .recovery_target

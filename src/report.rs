@@ -151,7 +151,8 @@ impl PhaseCounts {
             Some(ReleasePhase::Observed) => &mut self.observed,
             Some(ReleasePhase::Failed) => &mut self.failed,
             Some(ReleasePhase::Superseded) => &mut self.superseded,
-            Some(ReleasePhase::Progressing) | None => &mut self.progressing,
+            // Still open: waiting in the queue or running.
+            Some(ReleasePhase::Queued | ReleasePhase::Progressing) | None => &mut self.progressing,
         };
         *slot += 1;
     }

@@ -506,7 +506,7 @@ fn unknown_policy_field_exits_2_with_its_path() {
     assert_eq!(
         stderr,
         format!(
-            "error: {file}: document 1 (ReliabilityPolicy platform): spec.tiers.production.freezeOnPageBurns: unknown field `freezeOnPageBurns`, expected one of `enforcement`, `window`, `staleAfter`, `onStale`, `freezeOnPageBurn`, `recoveryTarget`, `bands`, `alertWindows`, `canary`\n"
+            "error: {file}: document 1 (ReliabilityPolicy platform): spec.tiers.production.freezeOnPageBurns: unknown field `freezeOnPageBurns`, expected one of `enforcement`, `window`, `staleAfter`, `onStale`, `onExhausted`, `freezeOnPageBurn`, `recoveryTarget`, `bands`, `alertWindows`, `canary`\n"
         )
     );
 }

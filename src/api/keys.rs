@@ -34,8 +34,12 @@ pub const ACTION: &str = "budgetgate.dev/action";
 /// one can name someone else.
 pub const ACTION_BY: &str = "budgetgate.dev/action-by";
 
+/// When a rollout was admitted paused into the team's queue (RFC 3339): set by the
+/// mutating webhook, removed when the rollout starts or the queue entry ends (DESIGN §7.10).
+pub const QUEUED_SINCE: &str = "budgetgate.dev/queued-since";
+
 /// System annotations: written only by budgetgate, restored on anyone else's change.
-pub const SYSTEM_ANNOTATIONS: [&str; 9] = [
+pub const SYSTEM_ANNOTATIONS: [&str; 10] = [
     REVISION,
     PLAN,
     PAUSE,
@@ -45,6 +49,7 @@ pub const SYSTEM_ANNOTATIONS: [&str; 9] = [
     HISTORY,
     ROLLED_BACK_REVISION,
     ACTION_BY,
+    QUEUED_SINCE,
 ];
 
 /// How many revisions `history` keeps.

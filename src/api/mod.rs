@@ -22,9 +22,9 @@ mod teambudget;
 pub use duration::{Duration, DurationError};
 pub use exception::{BudgetException, BudgetExceptionSpec, BudgetExceptionStatus, ExceptionKind};
 pub use policy::{
-    AlertWindow, Band, CalendarPeriod, CanarySpec, Enforcement, ExceptionRules, OnStale, Plan,
-    PlatformBudget, ReliabilityPolicy, ReliabilityPolicySpec, ReliabilityPolicyStatus, Severity,
-    TierSpec, Window,
+    AlertWindow, Band, CalendarPeriod, CanarySpec, Enforcement, ExceptionRules, OnExhausted,
+    OnStale, Plan, PlatformBudget, ReliabilityPolicy, ReliabilityPolicySpec,
+    ReliabilityPolicyStatus, Severity, TierSpec, Window,
 };
 pub use release::{ManualActionRecord, Release, ReleasePhase, ReleaseSpec, ReleaseStatus};
 pub use slo::{

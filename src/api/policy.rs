@@ -122,6 +122,10 @@ pub struct TierSpec {
     pub stale_after: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_stale: Option<OnStale>,
+    /// What a rollout that the budget freezes (exhausted, page burn, platform freeze) gets
+    /// under `enforce`: a denial (default) or a place in the team's queue (DESIGN §7.10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exhausted: Option<OnExhausted>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze_on_page_burn: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +172,15 @@ impl Enforcement {
 pub enum OnStale {
     Allow,
     Deny,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExhausted {
+    /// Refuse the rollout (the apply fails with the denial).
+    Deny,
+    /// Admit it paused, queued until the budget recovers or an exception is approved.
+    Queue,
 }
 
 /// The SLO period: a rolling duration (`30d`) or a calendar period (`calendar: month`).

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Stage", type_ = "integer", json_path = ".status.stage"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.weight"),
+    printcolumn(name = "Queue", type_ = "integer", json_path = ".status.queuePosition"),
     printcolumn(
         name = "Consumed",
         type_ = "string",
@@ -56,6 +57,8 @@ pub struct ReleaseSpec {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ReleasePhase {
+    /// Admitted paused while the budget is frozen, waiting its turn (DESIGN §7.10).
+    Queued,
     Progressing,
     Promoted,
     RolledBack,
@@ -63,6 +66,21 @@ pub enum ReleasePhase {
     Direct,
     Observed,
     Failed,
+}
+
+impl ReleasePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleasePhase::Queued => "Queued",
+            ReleasePhase::Progressing => "Progressing",
+            ReleasePhase::Promoted => "Promoted",
+            ReleasePhase::RolledBack => "RolledBack",
+            ReleasePhase::Superseded => "Superseded",
+            ReleasePhase::Direct => "Direct",
+            ReleasePhase::Observed => "Observed",
+            ReleasePhase::Failed => "Failed",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -86,6 +104,12 @@ pub struct ReleaseStatus {
     pub max_burn: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// While `Queued`: the place in the team's queue (1 = next to start), and since when
+    /// the Deployment waits (its `budgetgate.dev/queued-since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_since: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// Consecutive failed health checks of the current stage (the canary rolls back at

@@ -483,7 +483,7 @@ fn releases_table(releases: &[Release], now: Timestamp) -> String {
             r.name_any(),
             r.spec.deployment.clone(),
             r.spec.revision.clone(),
-            status.phase.map_or("-", phase_str).to_owned(),
+            status.phase.map_or("-", ReleasePhase::as_str).to_owned(),
             stage,
             status
                 .budget_consumed
@@ -499,18 +499,6 @@ fn releases_table(releases: &[Release], now: Timestamp) -> String {
         ]);
     }
     crate::table::render(&rows)
-}
-
-fn phase_str(p: ReleasePhase) -> &'static str {
-    match p {
-        ReleasePhase::Progressing => "Progressing",
-        ReleasePhase::Promoted => "Promoted",
-        ReleasePhase::RolledBack => "RolledBack",
-        ReleasePhase::Superseded => "Superseded",
-        ReleasePhase::Direct => "Direct",
-        ReleasePhase::Observed => "Observed",
-        ReleasePhase::Failed => "Failed",
-    }
 }
 
 /// An age as kubectl prints it: `45s`, `12m`, `5h`, `3d`.

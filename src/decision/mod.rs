@@ -8,6 +8,7 @@ mod canonical;
 mod classify;
 mod exception;
 mod patch;
+pub mod queue;
 pub mod review;
 mod text;
 pub use text::factor as text_factor;
@@ -23,7 +24,8 @@ pub use review::{
 };
 
 use crate::api::{
-    BudgetExceptionSpec, Enforcement, ExceptionKind, OnStale, Plan, ReleasePhase, Timestamp, keys,
+    BudgetExceptionSpec, Enforcement, ExceptionKind, OnExhausted, OnStale, Plan, ReleasePhase,
+    Timestamp, keys,
 };
 use crate::budget::Assessment;
 use crate::index::{Index, ObjectKey};
@@ -60,6 +62,18 @@ pub enum Reason {
     /// BudgetException validation.
     ExceptionValid,
     ExceptionInvalid,
+}
+
+/// What the mutating patch does with the queue annotation (DESIGN §7.10).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QueueOp {
+    /// Leave it as it was: a queued Deployment stays queued and paused.
+    Keep,
+    /// Queue the rollout: paused, `queued-since` = this time unless already queued.
+    Enter(Timestamp),
+    /// The queue entry ends (the change is a rollback, or a rollout now admitted): the
+    /// annotation goes, and without a canary plan the Deployment is unpaused.
+    Leave,
 }
 
 impl Reason {
@@ -118,6 +132,9 @@ pub struct Decision {
     pub exception: Option<String>,
     pub patch: json_patch::Patch,
     pub dry_run: bool,
+    /// The rollout was admitted paused into the team's queue instead of denied
+    /// (`onExhausted: queue`); `reason` says which freeze holds it.
+    pub queued: bool,
 }
 
 impl Decision {
@@ -153,6 +170,7 @@ impl Decision {
             exception: None,
             patch: json_patch::Patch(Vec::new()),
             dry_run: req.dry_run.unwrap_or(false),
+            queued: false,
         }
     }
 
@@ -161,8 +179,12 @@ impl Decision {
         !(self.would_deny && self.mode == Enforcement::Enforce)
     }
 
-    /// Short verdict for tables, logs and metrics: `allow`, `deny`, `warn`, `dryrun-deny`.
+    /// Short verdict for tables, logs and metrics: `allow`, `deny`, `warn`, `dryrun-deny`,
+    /// `queue`.
     pub fn verdict(&self) -> &'static str {
+        if self.queued {
+            return "queue";
+        }
         match (self.would_deny, self.mode) {
             (false, _) => "allow",
             (true, Enforcement::Enforce) => "deny",
@@ -240,6 +262,7 @@ pub fn decide(
                 &req.user_info.username,
                 None,
                 None,
+                QueueOp::Keep,
             ));
         }
     };
@@ -278,6 +301,10 @@ pub fn decide(
         .get(&d.namespace)
         .is_some_and(|m| m.progressive)
         || labels.get(keys::PROGRESSIVE).is_some_and(|v| v == "true");
+    let queued_before = old.is_some_and(|o| annotation(o.value(), keys::QUEUED_SINCE).is_some());
+    // A new template while a canary runs is denied as before, never queued: the running
+    // canary's plan annotations describe another revision.
+    let mid_canary = old.is_some_and(|o| annotation(o.value(), keys::STAGE).is_some());
     let ctx = Context {
         index,
         policy,
@@ -287,6 +314,9 @@ pub fn decide(
         labels: &labels,
         old_labels: old_labels.as_ref(),
         now,
+        queueable: matches!(class, ChangeClass::Rollout | ChangeClass::Create)
+            && d.mode == Enforcement::Enforce
+            && !mid_canary,
     };
     let view = ctx.budget_view();
     let mut canary = None;
@@ -323,12 +353,26 @@ pub fn decide(
                     && o.value().pointer("/spec/paused") != Some(&Value::Bool(true))
             })
     });
+    let queue = if d.queued {
+        QueueOp::Enter(now)
+    } else if queued_before
+        && matches!(
+            class,
+            ChangeClass::Rollout | ChangeClass::Create | ChangeClass::Rollback
+        )
+        && d.allowed()
+    {
+        QueueOp::Leave
+    } else {
+        QueueOp::Keep
+    };
     d.patch = patch::build(
         old.map(Object::value),
         new.value(),
         &req.user_info.username,
         canary.as_ref(),
         ran,
+        queue,
     );
     d.canary = canary;
     Ok(d)
@@ -358,6 +402,9 @@ struct Context<'a> {
     labels: &'a BTreeMap<String, String>,
     old_labels: Option<&'a BTreeMap<String, String>>,
     now: Timestamp,
+    /// A freeze queues this change instead of denying it when the tier says so: a rollout
+    /// or creation under `enforce`, not while a canary runs.
+    queueable: bool,
 }
 
 /// An exception in force: its name and spec.
@@ -368,6 +415,9 @@ struct Refusal {
     reason: Reason,
     long: String,
     short: String,
+    /// For a freeze (exhaustion, page burn, platform freeze): what holds a queued rollout
+    /// and what lifts it, for the queue warning. Cadence and stale data never queue.
+    queue: Option<(String, &'static str)>,
 }
 
 /// What the budgets say about one Deployment.
@@ -417,6 +467,10 @@ impl BudgetView<'_> {
                     pct(remaining)
                 ),
                 short: format!("budget exhausted, {} left", pct(remaining)),
+                queue: Some((
+                    format!("{} has {} budget left", self.limiting, pct(remaining)),
+                    "it recovers",
+                )),
             });
         }
         let left = remaining.map_or_else(String::new, |r| {
@@ -433,6 +487,10 @@ impl BudgetView<'_> {
                     text::burn_list(a, tier)
                 ),
                 short: format!("{who} burning ({})", text::firing(a)),
+                queue: Some((
+                    format!("{who} burns at page level ({})", text::firing(a)),
+                    "it stops",
+                )),
             });
         }
         if policy.platform_freeze
@@ -449,6 +507,10 @@ impl BudgetView<'_> {
                     pct(r)
                 ),
                 short: format!("platform {} budget exhausted", tier.name),
+                queue: Some((
+                    format!("platform {} budget exhausted", tier.name),
+                    "it recovers",
+                )),
             });
         }
         None
@@ -598,6 +660,7 @@ impl Context<'_> {
                         reason: Reason::Stale,
                         long: format!("budget data cannot be trusted: {why}, and the tier's onStale is deny"),
                         short: "budget data stale or unknown (onStale=deny)".into(),
+                        queue: None,
                     });
                     return None;
                 }
@@ -680,6 +743,7 @@ impl Context<'_> {
                         "{in_flight} rollouts in flight, band {} allows {max}",
                         band.name
                     ),
+                    queue: None,
                 });
             }
         }
@@ -705,6 +769,7 @@ impl Context<'_> {
                             "band {} allows one release per {min_interval}; retry after {retry}",
                             band.name
                         ),
+                        queue: None,
                     });
                 }
             }
@@ -713,6 +778,17 @@ impl Context<'_> {
     }
 
     fn refuse(&self, d: &mut Decision, refusal: Refusal) {
+        if let Some((holds, lifts)) = &refusal.queue
+            && self.queueable
+            && self.tier.on_exhausted == OnExhausted::Queue
+        {
+            d.reason = refusal.reason;
+            d.queued = true;
+            d.warnings.push(short(format!(
+                "budgetgate: queued: {holds}; starts when {lifts} or an exception is approved"
+            )));
+            return;
+        }
         d.reason = refusal.reason;
         d.would_deny = true;
         let what = match d.class {

@@ -1,7 +1,7 @@
 //! The mutating webhook's JSON patch: restore system annotations someone else changed, and
 //! write a canary plan (DESIGN §3, §7.1).
 
-use super::Canary;
+use super::{Canary, QueueOp};
 use crate::api::keys;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use serde_json::{Map, Value};
@@ -30,13 +30,15 @@ fn annotations(workload: &Value) -> Option<&Map<String, Value>> {
 /// value on `old` (absent on CREATE), except `action-by`: it names `requester` when the
 /// change sets or changes `action`, and goes when `action` goes. `canary` pauses the Deployment and writes the plan's annotations;
 /// `ran` pushes a revision onto `history` (a restart: the revision it restarts ran, so
-/// the ledger records no release for it and going back to it is a rollback).
+/// the ledger records no release for it and going back to it is a rollback). `queue`
+/// enters, keeps or ends a place in the team's queue (DESIGN §7.10).
 pub fn build(
     old: Option<&Value>,
     new: &Value,
     requester: &str,
     canary: Option<&Canary>,
     ran: Option<&str>,
+    queue: QueueOp,
 ) -> Patch {
     let original = annotations(new);
     let mut desired = original.cloned().unwrap_or_default();
@@ -71,16 +73,45 @@ pub fn build(
         );
     }
     let mut ops = Vec::new();
-    // A running canary keeps the Deployment paused: un-pausing it would skip the canary.
-    let canary_running = old.is_some_and(|o| {
-        o.pointer("/spec/paused") == Some(&Value::Bool(true))
-            && o.pointer("/metadata/annotations")
-                .and_then(|a| a.get(keys::STAGE))
-                .is_some()
-    });
-    if canary.is_none() && canary_running && new.pointer("/spec/paused") != Some(&Value::Bool(true))
+    // A running canary, or a queued rollout, keeps the Deployment paused: un-pausing it
+    // would skip the canary or the queue.
+    let held = |key: &str| {
+        old.is_some_and(|o| {
+            o.pointer("/spec/paused") == Some(&Value::Bool(true))
+                && o.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(key))
+                    .is_some()
+        })
+    };
+    let mut paused = None;
+    if canary.is_none()
+        && (held(keys::STAGE) || (held(keys::QUEUED_SINCE) && queue == QueueOp::Keep))
     {
-        ops.push(pause(new));
+        paused = Some(true);
+    }
+    match queue {
+        QueueOp::Keep => {}
+        QueueOp::Enter(now) => {
+            // A Deployment already queued keeps its place: the restored annotation stays.
+            if !desired.contains_key(keys::QUEUED_SINCE) {
+                desired.insert(
+                    keys::QUEUED_SINCE.to_owned(),
+                    // Whole seconds, cut (not rounded): never later than the admission.
+                    Value::String(
+                        crate::api::Timestamp::from_second(now.as_second())
+                            .unwrap_or(now)
+                            .to_string(),
+                    ),
+                );
+            }
+            paused = Some(true);
+        }
+        QueueOp::Leave => {
+            desired.remove(keys::QUEUED_SINCE);
+            if canary.is_none() {
+                paused = Some(false);
+            }
+        }
     }
     if let Some(c) = canary {
         for (key, value) in [
@@ -94,9 +125,17 @@ pub fn build(
         }
         desired.remove(keys::STAGE_STARTED_AT);
         desired.remove(keys::ROLLED_BACK_REVISION);
-        if new.pointer("/spec/paused") != Some(&Value::Bool(true)) {
-            ops.push(pause(new));
+        desired.remove(keys::QUEUED_SINCE);
+        paused = Some(true);
+    }
+    match paused {
+        Some(true) if new.pointer("/spec/paused") != Some(&Value::Bool(true)) => {
+            ops.push(pause(new, true))
         }
+        Some(false) if new.pointer("/spec/paused") == Some(&Value::Bool(true)) => {
+            ops.push(pause(new, false))
+        }
+        _ => {}
     }
     match original {
         // An object without metadata (no apiserver sends one, a review may) gets it whole.
@@ -141,12 +180,12 @@ pub fn annotations_only(patch: Patch) -> Patch {
     )
 }
 
-/// `spec.paused: true`, with the spec itself when the object has none.
-fn pause(new: &Value) -> PatchOperation {
+/// `spec.paused`, with the spec itself when the object has none.
+fn pause(new: &Value, paused: bool) -> PatchOperation {
     if new.get("spec").is_some_and(Value::is_object) {
-        add("/spec/paused".into(), Value::Bool(true))
+        add("/spec/paused".into(), Value::Bool(paused))
     } else {
-        add("/spec".into(), serde_json::json!({ "paused": true }))
+        add("/spec".into(), serde_json::json!({ "paused": paused }))
     }
 }
 
@@ -187,7 +226,7 @@ mod tests {
     #[test]
     fn plan_on_a_deployment_without_annotations_adds_the_map() {
         let new = json!({"metadata": {"name": "x"}, "spec": {}});
-        let patch = build(None, &new, "alice", Some(&canary()), None);
+        let patch = build(None, &new, "alice", Some(&canary()), None, QueueOp::Keep);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             json!([
@@ -211,6 +250,7 @@ mod tests {
             "alice",
             Some(&canary()),
             None,
+            QueueOp::Keep,
         );
         let mut object = json!({"kind": "Deployment"});
         json_patch::patch(&mut object, &patch).unwrap();
@@ -234,7 +274,7 @@ mod tests {
             "budgetgate.dev/stage": "4",
             "team/note": "kept"
         }}});
-        let patch = build(Some(&old), &new, "alice", None, None);
+        let patch = build(Some(&old), &new, "alice", None, None, QueueOp::Keep);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             json!([
@@ -249,19 +289,25 @@ mod tests {
         let old = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": true}});
         let new = json!({"metadata": {"annotations": {"budgetgate.dev/stage": "1"}}, "spec": {"paused": false}});
         assert_eq!(
-            serde_json::to_value(build(Some(&old), &new, "alice", None, None)).unwrap(),
+            serde_json::to_value(build(Some(&old), &new, "alice", None, None, QueueOp::Keep))
+                .unwrap(),
             json!([{"op": "add", "path": "/spec/paused", "value": true}])
         );
         // Without a canary in progress, pausing is the user's business.
         let old = json!({"metadata": {}, "spec": {"paused": true}});
         let new = json!({"metadata": {}, "spec": {"paused": false}});
-        assert!(build(Some(&old), &new, "alice", None, None).0.is_empty());
+        assert!(
+            build(Some(&old), &new, "alice", None, None, QueueOp::Keep)
+                .0
+                .is_empty()
+        );
     }
 
     #[test]
     fn the_requester_of_an_action_is_stamped_and_cannot_be_forged() {
         let stamp = |old: Value, new: Value| {
-            serde_json::to_value(build(Some(&old), &new, "alice", None, None)).unwrap()
+            serde_json::to_value(build(Some(&old), &new, "alice", None, None, QueueOp::Keep))
+                .unwrap()
         };
         let annotated = |pairs: &[(&str, &str)]| {
             let map: Map<String, Value> = pairs
@@ -329,6 +375,10 @@ mod tests {
     #[test]
     fn nothing_to_change_is_an_empty_patch() {
         let d = json!({"metadata": {"annotations": {"budgetgate.dev/history": "a"}}});
-        assert!(build(Some(&d), &d, "alice", None, None).0.is_empty());
+        assert!(
+            build(Some(&d), &d, "alice", None, None, QueueOp::Keep)
+                .0
+                .is_empty()
+        );
     }
 }

@@ -461,6 +461,13 @@ impl ReleaseBuilder {
         self.entry.exception = Some(name.into());
         self
     }
+
+    /// Queued (in the team's queue since `at`).
+    fn queued(mut self, at: &str) -> Self {
+        self.entry.phase = Some(ReleasePhase::Queued);
+        self.entry.queued_since = Some(ts(at));
+        self
+    }
 }
 
 /// The watched state: Appendix A policy and namespace `shop` (team payments, production,
@@ -2810,7 +2817,7 @@ mod properties {
             prop_assert!(d.allowed());
             // The only patch is the restoring of forged system annotations.
             if forged {
-                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), &request.user_info.username, None, None);
+                let restore = super::super::patch::build(request.old_object.as_ref().map(Object::value), request.object.as_ref().expect("object").value(), &request.user_info.username, None, None, QueueOp::Keep);
                 prop_assert_eq!(&d.patch, &restore);
                 prop_assert!(!d.patch.0.is_empty());
             } else {
@@ -2935,4 +2942,406 @@ mod properties {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Queue instead of deny (DESIGN §7.10)
+// ---------------------------------------------------------------------------------------
+
+/// `shop` in a production tier with `onExhausted: queue`.
+fn queueing(budget: Budget) -> IndexBuilder {
+    shop_with(budget).tier("production", |t| t.on_exhausted = Some(OnExhausted::Queue))
+}
+
+const QUEUED_AT: &str = "2026-11-29T10:00:00Z";
+
+/// The patch that queues a Deployment without annotations.
+fn queue_patch() -> Value {
+    json!([
+        {"op": "add", "path": "/spec/paused", "value": true},
+        {"op": "add", "path": "/metadata/annotations", "value": {"budgetgate.dev/queued-since": QUEUED_AT}},
+    ])
+}
+
+#[test]
+fn queue_mode_admits_an_exhausted_rollout_paused_with_a_warning() {
+    let d = decide_now(checkout_rollout(), queueing(exhausted()));
+    assert_eq!(d.reason, Reason::Exhausted);
+    assert!(d.queued);
+    assert!(!d.would_deny);
+    assert!(d.allowed());
+    assert_eq!(d.verdict(), "queue");
+    assert_eq!(d.message, None);
+    assert_eq!(d.canary, None);
+    assert_remaining(&d, -0.1);
+    assert_warnings(
+        &d,
+        &[
+            "budgetgate: queued: team payments has -10.0% budget left; starts when it recovers or an exception is approved",
+        ],
+    );
+    assert_eq!(patch_of(&d), queue_patch());
+    let validate = d.validate_response();
+    assert!(validate.allowed);
+    assert_eq!(validate.status, None);
+    assert_eq!(decoded_patch(&d.mutate_response()), Some(queue_patch()));
+    // Deny mode (the default) still denies the same change.
+    assert!(!decide_now(checkout_rollout(), shop_with(exhausted())).allowed());
+}
+
+#[test]
+fn queue_mode_queues_page_burn_and_platform_freeze_too() {
+    let d = decide_now(checkout_rollout(), queueing(healthy().paging()));
+    assert_eq!(
+        (d.reason, d.queued, d.allowed()),
+        (Reason::Burning, true, true)
+    );
+    assert_warnings(
+        &d,
+        &[
+            "budgetgate: queued: team payments burns at page level (page-fast); starts when it stops or an exception is approved",
+        ],
+    );
+    assert_eq!(patch_of(&d), queue_patch());
+    let frozen = queueing(healthy())
+        .namespace(
+            "search",
+            &[(keys::TEAM, "discovery"), (keys::TIER, "production")],
+        )
+        .slo(
+            "search",
+            "search-availability",
+            "search",
+            mk_budget(30_000.0, 20_000_000.0),
+        )
+        .policy(|p| p.platform_freeze = true);
+    let d = decide_now(checkout_rollout(), frozen);
+    assert_eq!((d.reason, d.queued), (Reason::PlatformFreeze, true));
+    assert_warnings(
+        &d,
+        &[
+            "budgetgate: queued: platform production budget exhausted; starts when it recovers or an exception is approved",
+        ],
+    );
+    // A creation is queued like a rollout.
+    let d = decide_now(mk_create(mk_deployment("checkout")), queueing(exhausted()));
+    assert_eq!((d.class, d.queued), (Some(ChangeClass::Create), true));
+    assert_eq!(patch_of(&d), queue_patch());
+}
+
+#[test]
+fn queue_mode_still_denies_cadence_and_stale_data() {
+    // Critical band: one rollout at a time, and one is in flight.
+    let index = queueing(critical()).release(
+        "shop",
+        mk_release("cart", "0a1b2c3d4e").created("2026-11-29T08:00:00Z"),
+    );
+    let d = decide_now(checkout_rollout(), index);
+    assert_eq!(
+        (d.reason, d.queued, d.allowed()),
+        (Reason::Concurrency, false, false)
+    );
+    let stale = queueing(healthy())
+        .evaluated_at("2026-11-29T09:00:00Z")
+        .tier("production", |t| t.on_stale = Some(OnStale::Deny));
+    let d = decide_now(checkout_rollout(), stale);
+    assert_eq!(
+        (d.reason, d.queued, d.allowed()),
+        (Reason::Stale, false, false)
+    );
+}
+
+#[test]
+fn warn_and_dryrun_never_queue() {
+    for mode in ["warn", "dryrun"] {
+        let index = queueing(exhausted()).namespace(
+            "shop",
+            &[
+                (keys::TEAM, "payments"),
+                (keys::TIER, "production"),
+                (keys::ENFORCEMENT, mode),
+            ],
+        );
+        let d = decide_now(checkout_rollout(), index);
+        assert!(!d.queued, "{mode}");
+        assert!(d.would_deny && d.allowed(), "{mode}");
+        assert!(d.patch.0.is_empty(), "{mode}");
+    }
+}
+
+#[test]
+fn a_new_template_mid_canary_is_denied_not_queued() {
+    let running = mk_deployment("checkout")
+        .image("v2")
+        .paused(true)
+        .annotation(keys::STAGE, "1");
+    let d = decide_now(
+        mk_update(running.clone(), running.image("v3")),
+        queueing(exhausted()),
+    );
+    assert_eq!(
+        (d.reason, d.queued, d.allowed()),
+        (Reason::Exhausted, false, false)
+    );
+}
+
+/// checkout queued with v2 (paused, queued since 09:30).
+fn queued_checkout() -> DeploymentBuilder {
+    mk_deployment("checkout")
+        .image("v2")
+        .paused(true)
+        .annotation(keys::QUEUED_SINCE, "2026-11-29T09:30:00Z")
+}
+
+#[test]
+fn a_newer_template_keeps_the_queued_deployments_place() {
+    // kubectl apply leaves spec.paused as it was; queued-since stays the first one.
+    let d = decide_now(
+        mk_update(queued_checkout(), queued_checkout().image("v3")),
+        queueing(exhausted()),
+    );
+    assert!(d.queued);
+    assert_eq!(patch_of(&d), json!([]));
+    // A client that sends paused: false and drops the annotation gets both back.
+    let mut bare = queued_checkout().image("v3").paused(false);
+    bare.annotations.clear();
+    let d = decide_now(mk_update(queued_checkout(), bare), queueing(exhausted()));
+    assert_eq!(
+        patch_of(&d),
+        json!([
+            {"op": "add", "path": "/spec/paused", "value": true},
+            {"op": "add", "path": "/metadata/annotations", "value": {"budgetgate.dev/queued-since": "2026-11-29T09:30:00Z"}},
+        ])
+    );
+}
+
+#[test]
+fn scaling_or_unpausing_a_queued_deployment_keeps_it_queued() {
+    let d = decide_now(
+        mk_update(queued_checkout(), queued_checkout().replicas(5)),
+        queueing(exhausted()),
+    );
+    assert_eq!(d.class, Some(ChangeClass::Scale));
+    assert_eq!(patch_of(&d), json!([]));
+    // `kubectl rollout resume` would skip the queue: the pause is put back.
+    let d = decide_now(
+        mk_update(queued_checkout(), queued_checkout().paused(false)),
+        queueing(exhausted()),
+    );
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/spec/paused", "value": true}])
+    );
+}
+
+#[test]
+fn a_rollback_of_a_queued_deployment_ends_its_queue_entry() {
+    // Back to v1, which its ReplicaSet ran: unpaused, no longer queued.
+    let index = queueing(exhausted()).owned_replica_set(
+        "shop",
+        "checkout",
+        mk_deployment("checkout").image("v1").build(),
+    );
+    let d = decide_now(
+        mk_update(queued_checkout(), queued_checkout().image("v1")),
+        index,
+    );
+    assert_eq!((d.class, d.queued), (Some(ChangeClass::Rollback), false));
+    assert_eq!(
+        patch_of(&d),
+        json!([
+            {"op": "add", "path": "/spec/paused", "value": false},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1queued-since"},
+        ])
+    );
+}
+
+#[test]
+fn an_admitted_apply_of_a_queued_deployment_ends_its_queue_entry() {
+    // Progressive, budget back in band caution: the plan replaces the queue entry.
+    let d = decide_now(
+        mk_update(queued_checkout(), queued_checkout().image("v3")),
+        queueing(caution()),
+    );
+    assert_eq!((d.reason, d.queued), (Reason::WithinBudget, false));
+    let patch = patch_of(&d);
+    assert_eq!(patch[0]["op"], "add");
+    assert_eq!(
+        patch[0]["path"],
+        "/metadata/annotations/budgetgate.dev~1revision"
+    );
+    assert!(patch.as_array().unwrap().contains(
+        &json!({"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1queued-since"})
+    ));
+    assert!(
+        !patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["path"] == "/spec/paused")
+    );
+    // Not progressive: unpaused, a direct rolling update.
+    let index = queueing(caution()).namespace(
+        "shop",
+        &[(keys::TEAM, "payments"), (keys::TIER, "production")],
+    );
+    let d = decide_now(
+        mk_update(queued_checkout(), queued_checkout().image("v3")),
+        index,
+    );
+    assert_eq!(
+        patch_of(&d),
+        json!([
+            {"op": "add", "path": "/spec/paused", "value": false},
+            {"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1queued-since"},
+        ])
+    );
+}
+
+#[test]
+fn server_dry_run_is_answered_like_the_real_request() {
+    let real = decide_now(checkout_rollout(), queueing(exhausted()));
+    let dry = decide_now(checkout_rollout().dry_run(), queueing(exhausted()));
+    assert!(dry.dry_run && dry.queued);
+    assert_eq!(dry.warnings, real.warnings);
+    assert_eq!(patch_of(&dry), patch_of(&real));
+}
+
+// The queue's own judgement: when a queued Deployment starts.
+
+fn judge_checkout(index: IndexBuilder, progressive: bool) -> queue::QueueVerdict {
+    let index = index.build();
+    let labels = labels(&[("app", "checkout")]);
+    queue::judge(
+        &index,
+        &ObjectKey::new("shop", "checkout"),
+        &labels,
+        CHECKOUT_V2,
+        progressive,
+        ts("2026-11-29T09:30:00Z"),
+        now(),
+    )
+}
+
+#[test]
+fn a_queued_rollout_waits_while_the_budget_is_frozen() {
+    let index = queueing(exhausted()).release(
+        "shop",
+        mk_release("checkout", CHECKOUT_V2).queued("2026-11-29T09:30:00Z"),
+    );
+    assert_eq!(
+        judge_checkout(index, true),
+        queue::QueueVerdict::Wait {
+            position: 1,
+            reason: "the error budget is exhausted: team payments has -10.0% remaining (burn 5m 2.5x, 1h 3.0x, 6h 1.2x)".into(),
+        }
+    );
+}
+
+#[test]
+fn a_queued_rollout_starts_on_the_plan_of_the_recovered_band() {
+    let index = queueing(caution()).release(
+        "shop",
+        mk_release("checkout", CHECKOUT_V2).queued("2026-11-29T09:30:00Z"),
+    );
+    let verdict = judge_checkout(index, true);
+    let queue::QueueVerdict::Start {
+        band,
+        plan,
+        remaining,
+        exception,
+        why,
+    } = verdict
+    else {
+        panic!("not started: {verdict:?}");
+    };
+    assert_eq!(band.as_deref(), Some("caution"));
+    assert_eq!(
+        plan,
+        Some(Plan {
+            steps: vec![10, 25, 50, 100],
+            pause: Duration::parse("5m").unwrap(),
+        })
+    );
+    assert!((remaining.unwrap() - 0.4).abs() < 1e-9);
+    assert_eq!(exception, None);
+    assert_eq!(
+        why,
+        "the budget recovered to band caution (40.0% remaining)"
+    );
+    // Not progressive: no plan, it just starts.
+    let index = queueing(healthy());
+    assert!(matches!(
+        judge_checkout(index, false),
+        queue::QueueVerdict::Start { plan: None, band: Some(ref b), .. } if b == "healthy"
+    ));
+}
+
+#[test]
+fn an_exception_starts_a_queued_rollout() {
+    let index = queueing(exhausted()).exception("shop", mk_exception("hotfix-4411"));
+    let verdict = judge_checkout(index, true);
+    let queue::QueueVerdict::Start {
+        band,
+        exception,
+        why,
+        ..
+    } = verdict
+    else {
+        panic!("not started: {verdict:?}");
+    };
+    assert_eq!(band.as_deref(), Some("critical"));
+    assert_eq!(exception.as_deref(), Some("hotfix-4411"));
+    assert_eq!(why, "exception hotfix-4411 lets it through");
+}
+
+#[test]
+fn queued_rollouts_start_oldest_first_within_the_cap() {
+    // Critical band: one at a time. cart queued at 09:10 goes before checkout (09:30).
+    let index = queueing(critical())
+        .release(
+            "shop",
+            mk_release("cart", "1111111111").queued("2026-11-29T09:10:00Z"),
+        )
+        .release(
+            "shop",
+            mk_release("checkout", CHECKOUT_V2).queued("2026-11-29T09:30:00Z"),
+        );
+    assert_eq!(
+        judge_checkout(index, true),
+        queue::QueueVerdict::Wait {
+            position: 2,
+            reason: "1 older queued rollout(s) of team payments go first, and band critical allows 1 more at a time".into(),
+        }
+    );
+    // Once cart runs, checkout is first in line but the band's one slot is taken.
+    let index = queueing(critical())
+        .release("shop", mk_release("cart", "1111111111"))
+        .release(
+            "shop",
+            mk_release("checkout", CHECKOUT_V2).queued("2026-11-29T09:30:00Z"),
+        );
+    let verdict = judge_checkout(index, true);
+    let queue::QueueVerdict::Wait { position, reason } = verdict else {
+        panic!("started: {verdict:?}");
+    };
+    assert_eq!(position, 1);
+    assert!(
+        reason.starts_with("team payments already has 1 rollouts in flight"),
+        "{reason}"
+    );
+    // Without a cap (band healthy) every queued rollout starts at once.
+    let index = queueing(healthy())
+        .release(
+            "shop",
+            mk_release("cart", "1111111111").queued("2026-11-29T09:10:00Z"),
+        )
+        .release(
+            "shop",
+            mk_release("checkout", CHECKOUT_V2).queued("2026-11-29T09:30:00Z"),
+        );
+    assert!(matches!(
+        judge_checkout(index, true),
+        queue::QueueVerdict::Start { .. }
+    ));
 }

@@ -37,18 +37,6 @@ fn table_head(names: &[&str]) -> String {
     out
 }
 
-fn phase_name(phase: ReleasePhase) -> &'static str {
-    match phase {
-        ReleasePhase::Progressing => "Progressing",
-        ReleasePhase::Promoted => "Promoted",
-        ReleasePhase::RolledBack => "RolledBack",
-        ReleasePhase::Superseded => "Superseded",
-        ReleasePhase::Direct => "Direct",
-        ReleasePhase::Observed => "Observed",
-        ReleasePhase::Failed => "Failed",
-    }
-}
-
 const TEAM_COLUMNS: &[&str] = &[
     "Team",
     "Remaining",
@@ -268,7 +256,7 @@ pub fn markdown(report: &Report) -> String {
                 cell(&r.namespace),
                 cell(&r.deployment),
                 cell(&r.revision),
-                phase_name(r.phase).to_owned(),
+                ReleasePhase::as_str(r.phase).to_owned(),
                 opt_pct(r.budget_consumed),
                 cell(r.reason.as_deref().unwrap_or("-")),
             ]));

@@ -151,6 +151,7 @@ impl<'a> Op<'a> {
 
     pub(super) fn count(&self, phase: ReleasePhase) {
         let outcome = match phase {
+            ReleasePhase::Queued => "queued",
             ReleasePhase::Progressing => "progressing",
             ReleasePhase::Promoted => "promoted",
             ReleasePhase::RolledBack => "rolled_back",

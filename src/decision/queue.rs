@@ -1,0 +1,192 @@
+//! When a queued rollout starts (DESIGN §7.10). A Deployment the webhook admitted paused
+//! into its team's queue starts when admission would now let its rollout through — the
+//! budget regained a band, the page burn stopped, the platform freeze lifted, or a
+//! BudgetException applies — and its turn has come: queued rollouts of a team start
+//! oldest first, no more at once than the band's `maxConcurrentRollouts` leaves room for.
+//! The same rules as [`super::decide`] (one budget view, one gate), so a queue never starts
+//! what an apply would be refused. Pure, like the decision.
+
+use super::{Context, Decision, Reason};
+use crate::api::{Enforcement, Plan, ReleasePhase, Timestamp};
+use crate::index::{Index, ObjectKey};
+use std::collections::BTreeMap;
+
+/// What the queue says about one queued Deployment now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueueVerdict {
+    /// Start it: on `plan` of `band` as a canary when it is progressive, else directly.
+    Start {
+        band: Option<String>,
+        plan: Option<Plan>,
+        remaining: Option<f64>,
+        /// The BudgetException that lets it start, if one does.
+        exception: Option<String>,
+        /// Why it starts now, for the Release and the Event.
+        why: String,
+    },
+    /// Keep waiting: its place in the team's queue (1 = next) and why.
+    Wait { position: u32, reason: String },
+}
+
+/// A queued rollout of the team, as the Release ledger shows it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub since: Timestamp,
+    pub key: ObjectKey,
+}
+
+/// The team's queue in the tier, oldest first: every `Queued` Release's Deployment (once,
+/// at its oldest queued time).
+pub fn team_queue(index: &Index, team: &str, tier: &str) -> Vec<Entry> {
+    let mut oldest: BTreeMap<ObjectKey, Timestamp> = BTreeMap::new();
+    for (k, r) in index.team_releases(team, tier) {
+        if r.phase != Some(ReleasePhase::Queued) {
+            continue;
+        }
+        let Some(since) = r.queued_since.or(r.created) else {
+            continue;
+        };
+        let key = ObjectKey::new(&k.namespace, &r.deployment);
+        let at = oldest.entry(key).or_insert(since);
+        *at = (*at).min(since);
+    }
+    let mut queue: Vec<Entry> = oldest
+        .into_iter()
+        .map(|(key, since)| Entry { since, key })
+        .collect();
+    queue.sort();
+    queue
+}
+
+/// Judges the queued Deployment `key` (labels `labels`, template `revision`, queued since
+/// `since`) at `now`.
+pub fn judge(
+    index: &Index,
+    key: &ObjectKey,
+    labels: &BTreeMap<String, String>,
+    revision: &str,
+    progressive: bool,
+    since: Timestamp,
+    now: Timestamp,
+) -> QueueVerdict {
+    let start_direct = |why: &str| QueueVerdict::Start {
+        band: None,
+        plan: None,
+        remaining: None,
+        exception: None,
+        why: why.to_owned(),
+    };
+    let (Some(policy), Some((team, tier_name))) = (&index.policy, index.team_of(&key.namespace))
+    else {
+        return start_direct("its namespace is no longer managed");
+    };
+    let Some(tier) = policy.tier(&tier_name) else {
+        return start_direct("its namespace names a tier the policy lacks");
+    };
+    let queue = team_queue(index, &team, &tier_name);
+    let me = Entry {
+        since,
+        key: key.clone(),
+    };
+    // Not in the ledger yet (its Release is being written): behind every one that is.
+    let ahead = queue.iter().filter(|e| **e < me && e.key != *key).count();
+    let position = ahead as u32 + 1;
+    let ctx = Context {
+        index,
+        policy,
+        tier,
+        team: &team,
+        key,
+        labels,
+        old_labels: None,
+        now,
+        queueable: false,
+    };
+    let view = ctx.budget_view();
+    let mut d = Decision {
+        uid: String::new(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        team: Some(team.clone()),
+        tier: Some(tier_name.clone()),
+        class: Some(super::ChangeClass::Rollout),
+        mode: Enforcement::Enforce,
+        reason: Reason::NotApplicable,
+        would_deny: false,
+        message: None,
+        warnings: Vec::new(),
+        remaining: None,
+        band: None,
+        canary: None,
+        exception: None,
+        patch: json_patch::Patch(Vec::new()),
+        dry_run: false,
+        queued: false,
+    };
+    let canary = ctx.gate(&mut d, &view, progressive, revision);
+    if d.would_deny {
+        // The denial's own words, without its frame (who, and what is still allowed).
+        let head = format!("deployment {key} (team {team}, tier {tier_name}): ");
+        let why = d
+            .message
+            .as_deref()
+            .and_then(|m| m.split_once(head.as_str()).map(|(_, rest)| rest))
+            .and_then(|m| m.split(". Still allowed").next())
+            .unwrap_or("frozen")
+            .to_owned();
+        return QueueVerdict::Wait {
+            position,
+            reason: why,
+        };
+    }
+    // Room for how many at once: the band's cap less what runs (the gate let this one
+    // through, so there is room for at least one); only the oldest that fit start.
+    let room = d
+        .band
+        .as_deref()
+        .and_then(|b| tier.bands.iter().find(|band| band.name == b))
+        .and_then(|b| b.max_concurrent_rollouts)
+        .map(|max| {
+            let running = index
+                .team_releases(&team, &tier_name)
+                .filter(|(k, r)| {
+                    r.phase == Some(ReleasePhase::Progressing)
+                        && !(k.namespace == key.namespace && r.deployment == key.name)
+                })
+                .count();
+            (max as usize).saturating_sub(running)
+        });
+    if let Some(room) = room
+        && ahead >= room
+    {
+        return QueueVerdict::Wait {
+            position,
+            reason: format!(
+                "{ahead} older queued rollout(s) of team {team} go first, and band {} allows {room} more at a time",
+                d.band.as_deref().unwrap_or_default()
+            ),
+        };
+    }
+    let why = match (&d.exception, d.reason) {
+        (Some(name), Reason::Exception) => format!("exception {name} lets it through"),
+        (Some(name), _) => format!(
+            "exception {name} adds budget: {} remaining",
+            super::text::pct(d.remaining.unwrap_or_default())
+        ),
+        (None, Reason::WithinBudget) => format!(
+            "the budget recovered to band {} ({} remaining)",
+            d.band.as_deref().unwrap_or_default(),
+            super::text::pct(d.remaining.unwrap_or_default())
+        ),
+        (None, Reason::NoObjectives) => format!("team {team} has no objectives in the tier"),
+        (None, Reason::Stale) => "budget data unknown or stale; onStale=allow".to_owned(),
+        (None, other) => other.as_str().to_owned(),
+    };
+    QueueVerdict::Start {
+        band: d.band.clone(),
+        plan: canary.map(|c| c.plan),
+        remaining: d.remaining,
+        exception: d.exception.clone(),
+        why,
+    }
+}
