@@ -164,7 +164,7 @@ scenario_canary_good_release_walks_every_stage_and_is_promoted() {
   local first
   first=$(k -n e2e-cy-good get releases -o jsonpath='{.items[?(@.status.phase=="Direct")].spec.revision}')
   expect_eq "kubectl get releases" "$(columns releases k -n e2e-cy-good get releases | sed 's/ [0-9a-z]*$//')" \
-    "NAME DEPLOYMENT REVISION BAND PHASE STAGE WEIGHT AGE"$'\n'"web-${first:0:8}-1 web $first healthy Direct"$'\n'"web-${rev:0:8}-2 web $rev healthy Promoted 2 100" || return 1
+    "NAME DEPLOYMENT REVISION BAND PHASE STAGE WEIGHT QUEUE AGE"$'\n'"web-${first:0:8}-1 web $first healthy Direct"$'\n'"web-${rev:0:8}-2 web $rev healthy Promoted 2 100" || return 1
   out=$(events_of e2e-cy-good)
   expect_has "events" "$out" "CanaryStarted CanaryCreated" &&
     expect_has "events" "$out" "StageAdvanced" && expect_has "events" "$out" "Promoting" &&

@@ -88,13 +88,13 @@ pub fn newest<'a>(releases: impl IntoIterator<Item = &'a ReleaseView>) -> Option
 }
 
 /// The Release a canary of `revision` reports to: the newest of its revision, else the
-/// one still progressing (which the new revision supersedes).
+/// one still progressing or queued (which the new revision supersedes).
 pub fn current<'a>(releases: &'a [ReleaseView], revision: &str) -> Option<&'a ReleaseView> {
     newest(releases.iter().filter(|r| r.revision == revision)).or_else(|| {
         newest(
             releases
                 .iter()
-                .filter(|r| r.phase == ReleasePhase::Progressing),
+                .filter(|r| matches!(r.phase, ReleasePhase::Progressing | ReleasePhase::Queued)),
         )
     })
 }

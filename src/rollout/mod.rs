@@ -317,8 +317,13 @@ pub fn next(input: &Input) -> Action {
                 revision: progress.revision.clone(),
                 plan: progress.plan.clone(),
                 band: progress.band.clone(),
+                // A queued Release of this revision becomes the canary's own (the apply that
+                // left the queue was admitted); any other open one is superseded.
                 supersedes: other
-                    .filter(|r| r.phase == ReleasePhase::Progressing)
+                    .filter(|r| {
+                        r.phase == ReleasePhase::Progressing
+                            || (r.phase == ReleasePhase::Queued && r.revision != progress.revision)
+                    })
                     .map(|r| r.name.clone()),
             };
         }

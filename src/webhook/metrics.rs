@@ -46,6 +46,11 @@ pub struct DeploymentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TeamLabel {
+    pub team: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
     pub error: &'static str,
 }
@@ -62,6 +67,7 @@ pub struct Metrics {
     pub rollout_stage: Family<DeploymentLabels, Gauge>,
     pub rollback_seconds: Histogram,
     pub reconcile_errors: Family<ErrorLabel, Counter>,
+    pub queued_rollouts: Family<TeamLabel, Gauge>,
     pub connections: ConnectionMetrics,
 }
 
@@ -140,6 +146,12 @@ impl Default for Metrics {
             "Failed looks of the rollout controller at a Deployment, by error (read, write, conflict, encode); each is retried",
             reconcile_errors.clone(),
         );
+        let queued_rollouts = Family::<TeamLabel, Gauge>::default();
+        registry.register(
+            "queued_rollouts",
+            "Rollouts waiting in their team's queue for the budget to recover (Queued Releases), by team",
+            queued_rollouts.clone(),
+        );
         let connections = ConnectionMetrics::default();
         registry.register(
             "connection_limits",
@@ -155,6 +167,7 @@ impl Default for Metrics {
             registry,
             connections,
             reconcile_errors,
+            queued_rollouts,
             rollouts,
             rollout_stage,
             rollback_seconds,

@@ -70,5 +70,29 @@ impl Shared {
             .evaluated_at
             .map_or(f64::NAN, |at| now.duration_since(at).as_secs_f64());
         self.metrics.state_age.set(age);
+        // Queued rollouts per team, from the Release ledger: every managed team, 0 when its
+        // queue is empty.
+        let mut queued: std::collections::BTreeMap<&str, i64> = index
+            .namespaces
+            .values()
+            .filter_map(|m| m.team.as_deref())
+            .map(|t| (t, 0))
+            .collect();
+        for (k, r) in &index.releases {
+            if r.phase == Some(crate::api::ReleasePhase::Queued)
+                && let Some(meta) = index.namespaces.get(&k.namespace)
+                && let Some(team) = meta.team.as_deref()
+            {
+                *queued.entry(team).or_default() += 1;
+            }
+        }
+        for (team, n) in queued {
+            self.metrics
+                .queued_rollouts
+                .get_or_create(&metrics::TeamLabel {
+                    team: team.to_owned(),
+                })
+                .set(n);
+        }
     }
 }

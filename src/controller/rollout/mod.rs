@@ -11,6 +11,7 @@
 
 mod apply;
 mod op;
+mod queue;
 mod releases;
 #[cfg(test)]
 mod tests;
@@ -257,6 +258,13 @@ pub(crate) async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Actio
     };
     let gathered = gather(&ctx, &d, &index, &tier, &team).await?;
     let op = op::Op::new(&ctx, &index, &tier, &team, &d, &gathered);
+    // A queued rollout waits its turn (DESIGN §7.10); every look re-judges it.
+    if gathered.view.progress.is_none()
+        && let Some(since) = queue::queued_since(&d)
+    {
+        op.queued(since).await?;
+        return Ok(idle);
+    }
     if let Some(Ok(p)) = &gathered.view.progress {
         tracing::Span::current().record("revision", p.revision.as_str());
     }

@@ -18,6 +18,9 @@ impl Op<'_> {
     /// ledger rules say it is one.
     pub async fn ledger_without_canary(&self) -> Result<(), RolloutError> {
         let g = self.gathered;
+        for (name, phase, reason) in super::queue::closing(&g.releases, &g.view.template_revision) {
+            self.finish(&name, phase, reason, None).await?;
+        }
         let predates = g.releases.is_empty()
             && self
                 .deployment
@@ -103,20 +106,37 @@ impl Op<'_> {
             });
         match self.releases.create(&PostParams::default(), &release).await {
             Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {} // opened by an earlier look
+            // Opened by an earlier look, or queued before: a queued Release that starts
+            // takes the plan it starts on.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                if phase == ReleasePhase::Progressing {
+                    self.releases
+                        .patch(
+                            &name,
+                            &merge_params(),
+                            &Patch::Merge(json!({"spec": release.spec})),
+                        )
+                        .await
+                        .map_err(RolloutError::write(format!("updating Release {name}")))?;
+                }
+            }
             Err(e) => return Err(RolloutError::write(format!("creating Release {name}"))(e)),
         }
-        let terminal = phase != ReleasePhase::Progressing;
-        self.release_status(
-            &name,
-            json!({"status": ReleaseStatus {
-                phase: Some(phase),
-                reason,
-                completed_at: terminal.then(|| self.now()),
-                ..ReleaseStatus::default()
-            }}),
-        )
-        .await?;
+        let terminal = !matches!(phase, ReleasePhase::Progressing | ReleasePhase::Queued);
+        let mut status = json!({"status": ReleaseStatus {
+            phase: Some(phase),
+            reason,
+            completed_at: terminal.then(|| self.now()),
+            ..ReleaseStatus::default()
+        }});
+        // A queued Release that starts leaves its place and its waiting reason behind.
+        if phase != ReleasePhase::Queued {
+            status["status"]["queuePosition"] = Value::Null;
+            if status["status"].get("reason").is_none() {
+                status["status"]["reason"] = Value::Null;
+            }
+        }
+        self.release_status(&name, status).await?;
         if terminal {
             self.count(phase);
         }

@@ -31,8 +31,10 @@ if phase == "Progressing" then
   end
   hs.message = with_reason(text)
 elseif phase == "Queued" then
-  hs.status = "Progressing"
-  hs.message = with_reason("queued")
+  -- Admitted paused, waiting for the budget (onExhausted: queue): like the paused
+  -- Deployment itself, suspended until something outside the sync resumes it.
+  hs.status = "Suspended"
+  hs.message = reason or "queued"
 elseif phase == "Promoted" or phase == "Direct" or phase == "Observed" or phase == "Superseded" then
   hs.status = "Healthy"
   hs.message = with_reason(phase)
