@@ -67,6 +67,13 @@ enum PluginCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Rollouts waiting in their team's queue for the budget (every team's, or one's),
+    /// in the order they start.
+    Queue {
+        team: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// The release ledger of the namespace (or of one Deployment), oldest first.
     Releases {
         deployment: Option<String>,
@@ -172,6 +179,22 @@ async fn run(cli: PluginCli) -> Result<bool, BadInput> {
                 Output::Table => emit(&why_text(&d)),
             }
             Ok(d.allowed())
+        }
+        PluginCommand::Queue { team, output } => {
+            let listing = list(&client).await?;
+            let mut queued = decision::queue::queues(&listing.index());
+            if let Some(team) = &team {
+                queued.retain(|q| &q.team == team);
+            }
+            match output {
+                Output::Json => print_json(&queued),
+                Output::Table if queued.is_empty() => eprintln!(
+                    "no queued rollouts{}",
+                    team.map_or(String::new(), |t| format!(" for team {t}"))
+                ),
+                Output::Table => emit(&queue_table(&queued, now)),
+            }
+            Ok(true)
         }
         PluginCommand::Releases { deployment, output } => {
             let api = Api::<Release>::namespaced(client, &namespace);
@@ -361,6 +384,8 @@ fn why_text(d: &Decision) -> String {
     };
     let verdict = if !d.allowed() {
         "DENIED".to_owned()
+    } else if d.queued {
+        format!("QUEUED: admitted paused; it starts when the budget allows{budget}")
     } else if let Some(c) = &d.canary {
         format!(
             "ALLOWED as a canary: {} every {}{budget}",
@@ -496,6 +521,34 @@ fn releases_table(releases: &[Release], now: Timestamp) -> String {
             r.creation_timestamp()
                 .map_or("-".into(), |t| age(now.duration_since(t.0).as_secs())),
             status.reason.unwrap_or_default(),
+        ]);
+    }
+    crate::table::render(&rows)
+}
+
+/// `queue`'s table: one row per queued rollout, in the order they start.
+fn queue_table(queued: &[decision::queue::Queued], now: Timestamp) -> String {
+    let mut rows = vec![
+        [
+            "TEAM",
+            "TIER",
+            "POSITION",
+            "DEPLOYMENT",
+            "REVISION",
+            "WAITING",
+            "REASON",
+        ]
+        .map(str::to_owned),
+    ];
+    for q in queued {
+        rows.push([
+            q.team.clone(),
+            q.tier.clone(),
+            q.position.to_string(),
+            format!("{}/{}", q.namespace, q.deployment),
+            q.revision.clone(),
+            age(now.duration_since(q.queued_since).as_secs()),
+            q.reason.clone().unwrap_or_default(),
         ]);
     }
     crate::table::render(&rows)

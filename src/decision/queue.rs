@@ -190,3 +190,61 @@ pub fn judge(
         why,
     }
 }
+
+/// One queued rollout, for the plugin's `queue` and the scoreboard.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    pub team: String,
+    pub tier: String,
+    /// 1 = next to start.
+    pub position: u32,
+    pub namespace: String,
+    pub deployment: String,
+    pub release: String,
+    pub revision: String,
+    pub queued_since: Timestamp,
+    /// What it waits for, as the controller last wrote it on the Release.
+    pub reason: Option<String>,
+}
+
+/// Every team's queue, team by team and oldest first within a team and tier.
+pub fn queues(index: &Index) -> Vec<Queued> {
+    let mut teams: Vec<(String, String)> = index
+        .releases
+        .iter()
+        .filter(|(_, r)| r.phase == Some(ReleasePhase::Queued))
+        .filter_map(|(k, _)| index.team_of(&k.namespace))
+        .collect();
+    teams.sort();
+    teams.dedup();
+    let mut out = Vec::new();
+    for (team, tier) in teams {
+        for (i, entry) in team_queue(index, &team, &tier).into_iter().enumerate() {
+            // The newest Queued Release of the Deployment names what waits.
+            let release = index
+                .namespace_releases(&entry.key.namespace)
+                .filter(|(_, r)| {
+                    r.phase == Some(ReleasePhase::Queued) && r.deployment == entry.key.name
+                })
+                .max_by_key(|(_, r)| r.created);
+            let Some((k, r)) = release else { continue };
+            out.push(Queued {
+                team: team.clone(),
+                tier: tier.clone(),
+                position: i as u32 + 1,
+                namespace: entry.key.namespace.clone(),
+                deployment: entry.key.name.clone(),
+                release: k.name.clone(),
+                revision: r.revision.clone(),
+                queued_since: entry.since,
+                reason: r.reason.as_ref().map(|why| {
+                    why.split_once(": ")
+                        .filter(|(head, _)| head.starts_with("queued at position"))
+                        .map_or(why.clone(), |(_, rest)| rest.to_owned())
+                }),
+            });
+        }
+    }
+    out
+}

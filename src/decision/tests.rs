@@ -439,6 +439,7 @@ fn mk_release(deployment: &str, revision: &str) -> ReleaseBuilder {
         name: format!("{deployment}-{revision}"),
         entry: ReleaseEntry {
             deployment: deployment.into(),
+            revision: revision.into(),
             created: Some(ts("2026-11-29T09:00:00Z")),
             phase: Some(ReleasePhase::Progressing),
             ..ReleaseEntry::default()
@@ -3344,4 +3345,39 @@ fn queued_rollouts_start_oldest_first_within_the_cap() {
         judge_checkout(index, true),
         queue::QueueVerdict::Start { .. }
     ));
+}
+
+#[test]
+fn queues_lists_every_teams_queue_oldest_first() {
+    let mut cart = mk_release("cart", "1111111111").queued("2026-11-29T09:10:00Z");
+    cart.entry.reason = Some(
+        "queued at position 1: the error budget is exhausted: team payments has -10.0% remaining"
+            .into(),
+    );
+    let index = queueing(exhausted())
+        .release(
+            "shop",
+            mk_release("checkout", CHECKOUT_V2).queued("2026-11-29T09:30:00Z"),
+        )
+        .release("shop", cart)
+        .release("shop", mk_release("search", "2222222222"))
+        .build();
+    let rows: Vec<(u32, String, String, Option<String>)> = queue::queues(&index)
+        .into_iter()
+        .map(|q| (q.position, q.deployment, q.revision, q.reason))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                1,
+                "cart".to_owned(),
+                "1111111111".to_owned(),
+                Some(
+                    "the error budget is exhausted: team payments has -10.0% remaining".to_owned()
+                )
+            ),
+            (2, "checkout".to_owned(), CHECKOUT_V2.to_owned(), None),
+        ]
+    );
 }

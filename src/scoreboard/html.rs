@@ -178,7 +178,13 @@ fn team_cells(row: &TeamRow, link: bool) -> String {
         b("1d"),
         state_class(row.state),
         row.state.as_str(),
-        row.rollouts_in_flight,
+        match row.queued {
+            0 => row.rollouts_in_flight.to_string(),
+            n => format!(
+                "{} <span class=\"muted\">+{n} queued</span>",
+                row.rollouts_in_flight
+            ),
+        },
         release_cell(row.last_release.as_ref()),
         opt_time(row.exhausts_at),
     )
@@ -186,7 +192,7 @@ fn team_cells(row: &TeamRow, link: bool) -> String {
 
 fn team_attrs(row: &TeamRow) -> String {
     format!(
-        "class=\"team{}\" data-team=\"{}\" data-tier=\"{}\" data-remaining=\"{}\" data-band=\"{}\" data-state=\"{}\" data-frozen=\"{}\" data-would-freeze=\"{}\" data-in-flight=\"{}\"",
+        "class=\"team{}\" data-team=\"{}\" data-tier=\"{}\" data-remaining=\"{}\" data-band=\"{}\" data-state=\"{}\" data-frozen=\"{}\" data-would-freeze=\"{}\" data-in-flight=\"{}\" data-queued=\"{}\"",
         match (&row.frozen, &row.would_freeze) {
             (Some(_), _) => " frozen",
             (None, Some(_)) => " would-freeze",
@@ -199,7 +205,8 @@ fn team_attrs(row: &TeamRow) -> String {
         row.state.as_str(),
         row.frozen.is_some(),
         row.would_freeze.is_some(),
-        row.rollouts_in_flight
+        row.rollouts_in_flight,
+        row.queued
     )
 }
 
@@ -384,6 +391,28 @@ pub fn team(view: &Team) -> String {
                     &format!("{label}: burn rate over 1h windows")
                 ),
             );
+        }
+        if !t.queue.is_empty() {
+            body.push_str(
+                "<h3>Queued rollouts</h3><table class=\"queue\"><thead><tr><th>#</th><th>Deployment</th><th>Revision</th>\
+                 <th>Queued since</th><th>Waiting for</th></tr></thead><tbody>",
+            );
+            for q in &t.queue {
+                let _ = write!(
+                    body,
+                    "<tr data-deployment=\"{}/{}\" data-position=\"{}\"><td class=\"num\">{}</td><td>{}/{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                    escape(&q.namespace),
+                    escape(&q.deployment),
+                    q.position,
+                    q.position,
+                    escape(&q.namespace),
+                    escape(&q.deployment),
+                    escape(&q.revision),
+                    time(q.queued_since),
+                    escape(q.reason.as_deref().unwrap_or("")),
+                );
+            }
+            body.push_str("</tbody></table>");
         }
         body.push_str("<h3>Releases</h3>");
         body.push_str(&releases_table(&t.releases));

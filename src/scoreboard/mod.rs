@@ -61,6 +61,8 @@ pub struct TeamRow {
     /// `1h`, `6h`, `1d` → burn rate (`None` = no data for the window).
     pub burn_rates: BTreeMap<String, Option<f64>>,
     pub rollouts_in_flight: u32,
+    /// Rollouts waiting in the team's queue for the budget (DESIGN §7.10).
+    pub queued: u32,
     pub last_release: Option<ReleaseRow>,
     pub exhausts_at: Option<Timestamp>,
 }
@@ -105,6 +107,8 @@ pub struct TeamTier {
     pub exceptions: Vec<ExceptionRow>,
     /// What the webhook would answer now to a new rollout in each namespace.
     pub decisions: Vec<DecisionRow>,
+    /// The team's queue in the tier, in the order its rollouts start.
+    pub queue: Vec<decision::queue::Queued>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -356,6 +360,10 @@ fn team_row(
         would_freeze: freeze.filter(|_| !enforced),
         burn_rates: burn_map(Some(a), &PLATFORM_BURN_WINDOWS),
         rollouts_in_flight: in_flight,
+        queued: releases
+            .iter()
+            .filter(|(_, r)| r.phase == Some(ReleasePhase::Queued))
+            .count() as u32,
         last_release,
         exhausts_at,
     }
@@ -601,8 +609,13 @@ pub fn team(
                 .iter()
                 .filter_map(|ns| decision_now(index, ns, now))
                 .collect();
+            let queue = decision::queue::queues(index)
+                .into_iter()
+                .filter(|q| q.team == team && q.tier == tier_name)
+                .collect();
             TeamTier {
                 row: team_row(index, policy, team, &tier_name, &namespaces, a, now),
+                queue,
                 tier: tier_name,
                 namespaces,
                 slos,

@@ -341,7 +341,7 @@ fn html_pages_mark_rows_for_machines_and_frozen_teams_for_people() {
     );
     let page = html::platform(&platform(&index, ts(NOW)));
     assert!(page.contains(
-        "<tr class=\"team frozen\" data-team=\"discovery\" data-tier=\"production\" data-remaining=\"-0.5\" data-band=\"\" data-state=\"Exhausted\" data-frozen=\"true\" data-would-freeze=\"false\" data-in-flight=\"0\">"
+        "<tr class=\"team frozen\" data-team=\"discovery\" data-tier=\"production\" data-remaining=\"-0.5\" data-band=\"\" data-state=\"Exhausted\" data-frozen=\"true\" data-would-freeze=\"false\" data-in-flight=\"0\" data-queued=\"0\">"
     ), "{page}");
     assert!(page.contains("<tr class=\"team\" data-team=\"payments\" data-tier=\"production\""));
     assert!(page.contains("data-frozen=\"false\""));
@@ -368,4 +368,54 @@ fn html_pages_mark_rows_for_machines_and_frozen_teams_for_people() {
         team_page
             .contains("<div class=\"decision\" data-namespace=\"shop\" data-verdict=\"allow\"")
     );
+}
+
+#[test]
+fn queued_rollouts_show_on_the_platform_row_and_the_team_page_in_order() {
+    let mut index = samples();
+    for (name, since) in [
+        ("cart-b", "2026-11-29T09:40:00Z"),
+        ("web-q", "2026-11-29T09:20:00Z"),
+    ] {
+        release(
+            &mut index,
+            "shop",
+            name,
+            since,
+            ReleasePhase::Queued,
+            Some(-0.1),
+        );
+        let entry = index
+            .releases
+            .get_mut(&ObjectKey::new("shop", name))
+            .unwrap();
+        entry.queued_since = Some(ts(since));
+        entry.reason = Some(format!(
+            "queued at position 9: the error budget is exhausted ({name})"
+        ));
+    }
+    let view = platform(&index, ts(NOW));
+    let payments = view.tiers[0]
+        .teams
+        .iter()
+        .find(|t| t.team == "payments")
+        .unwrap();
+    assert_eq!((payments.queued, payments.rollouts_in_flight), (2, 0));
+    let page = team(&index, "payments", &BTreeMap::new(), ts(NOW)).unwrap();
+    let queue: Vec<(u32, &str, Option<&str>)> = page.tiers[0]
+        .queue
+        .iter()
+        .map(|q| (q.position, q.deployment.as_str(), q.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        queue,
+        [
+            (1, "web", Some("the error budget is exhausted (web-q)")),
+            (2, "cart", Some("the error budget is exhausted (cart-b)"))
+        ]
+    );
+    let html = super::html::team(&page);
+    assert!(html.contains("<h3>Queued rollouts</h3>"), "{html}");
+    assert!(html.contains("data-deployment=\"shop/web\" data-position=\"1\""));
+    assert!(super::html::platform(&view).contains("0 <span class=\"muted\">+2 queued</span>"));
 }
