@@ -12,8 +12,9 @@ QUEUE=(
   exception_releases_a_queued_rollout
   server_dry_run_queues_nothing
   controller_restart_keeps_the_queue
+  deleting_a_queued_deployment_drops_it
 )
-NAMESPACES+=(e2e-q-recover e2e-q-order e2e-q-super e2e-q-exc e2e-q-dry e2e-q-restart)
+NAMESPACES+=(e2e-q-recover e2e-q-order e2e-q-super e2e-q-exc e2e-q-dry e2e-q-restart e2e-q-delete)
 
 queue_tier() {
   k patch reliabilitypolicy platform --type merge -p '{"spec": {"tiers": {"queue": {
@@ -106,9 +107,16 @@ scenario_queued_rollout_starts_when_the_budget_recovers() {
   expect_has "events" "$(events_of $ns)" "Queued" || return 1
   metrics=$(curl -fsS "http://127.0.0.1:$E2E_WEBHOOK_METRICS_PORT/metrics")
   expect_has "queued metric" "$metrics" "budgetgate_queued_rollouts{team=\"$ns\"} 1" || return 1
-  # Recovery: nothing but the budget changes.
-  budget $ns 0.8 || return 1
+  # The scoreboard's team view lists the queue (its JSON API is the page's data).
+  expect_eq "scoreboard queue" "$(curl -fsS "$SCOREBOARD_URL/api/v1/teams/$ns" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["tiers"][0]
+print(t["row"]["queued"], " ".join("%d:%s/%s:%s" % (q["position"], q["namespace"], q["deployment"], q["revision"]) for q in t["queue"]))')" \
+    "1 1:$ns/web:$rev" || return 1
+  expect_has "scoreboard page" "$(curl -fsS "$SCOREBOARD_URL/teams/$ns")" "<h3>Queued rollouts</h3>" || return 1
+  # Recovery: nothing but the budget changes (the snapshot source, read every 2 s).
   t0=$(date +%s%N)
+  budget $ns 0.8 || return 1
   wait_queued_release $ns web "$rev" Progressing 20 || return 1
   started=$((($(date +%s%N) - t0) / 1000000))
   seq=$(follow $ns Promoted 60) || fail "no promotion: $seq" || return 1
@@ -123,7 +131,7 @@ scenario_queued_rollout_starts_when_the_budget_recovers() {
   expect_has "events" "$(events_of $ns)" "QueueStarted" || return 1
   metrics=$(curl -fsS "http://127.0.0.1:$E2E_WEBHOOK_METRICS_PORT/metrics")
   expect_has "queued metric after" "$metrics" "budgetgate_queued_rollouts{team=\"$ns\"} 0" || return 1
-  echo "started ${started} ms after the TeamBudget showed the recovery (evaluation interval 2 s), promoted ${ms} ms after it" >"$OUT/detail"
+  echo "started ${started} ms after the budget recovered at its source (evaluation interval 2 s), promoted ${ms} ms after it" >"$OUT/detail"
 }
 
 scenario_queued_rollouts_start_in_order_within_the_cap() {
@@ -147,6 +155,15 @@ scenario_queued_rollouts_start_in_order_within_the_cap() {
   done
   expect_eq "web's place" "$(release_of $ns web "$web_rev" status.queuePosition)" 1 &&
     expect_eq "api's place" "$(release_of $ns api "$api_rev" status.queuePosition)" 2 || return 1
+  # The queue as kubectl budgetgate shows it, and what `why` says for a third rollout.
+  local out
+  out=$(kb queue $ns | tr -s ' ')
+  expect_has "kubectl budgetgate queue: header" "$out" "TEAM TIER POSITION DEPLOYMENT REVISION WAITING REASON" &&
+    expect_has "kubectl budgetgate queue: web" "$out" "$ns queue 1 $ns/web $web_rev " &&
+    expect_has "kubectl budgetgate queue: api" "$out" "$ns queue 2 $ns/api $api_rev " &&
+    expect_has "kubectl budgetgate queue: why" "$out" "s the error budget is exhausted: team $ns has -12.0% remaining" || return 1
+  out=$(kb -n $ns why web 2>&1)
+  expect_eq "why" "$out" "deployment $ns/web (team $ns, tier queue, enforce mode)"$'\n'"a rollout now: QUEUED: admitted paused; it starts when the budget allows (-12.0% remaining)"$'\n'"$(queued_warning $ns | sed 's/^Warning: //')" || return 1
   budget $ns 0.8 || return 1
   # Band healthy allows one rollout at a time: web runs first, then api; never both.
   for ((i = 0; i < 400; i++)); do
@@ -243,4 +260,21 @@ scenario_controller_restart_keeps_the_queue() {
   k -n $ns rollout status deploy/web --timeout=30s >/dev/null
   expect_eq "image" "$(image_of $ns web)" registry.example/web:v2 &&
     expect_eq "Releases" "$(k -n $ns get releases -o jsonpath='{.items[*].status.phase}' | tr ' ' '\n' | sort | tr '\n' ' ')" "Direct Promoted "
+}
+
+scenario_deleting_a_queued_deployment_drops_it() {
+  local ns=e2e-q-delete rev i left
+  queue_namespace $ns || return 1
+  k -n $ns set image deploy/web web=registry.example/web:v2 >/dev/null 2>&1 || fail "set image" || return 1
+  rev=$(queued_revision $ns web) || fail "not queued" || return 1
+  k -n $ns delete deployment web --wait=true >/dev/null || fail "delete" || return 1
+  # Its Releases are owned by it: the garbage collector takes them, and the queue with them.
+  for ((i = 0; i < 40; i++)); do
+    left=$(k -n $ns get releases -o name | wc -l)
+    ((left == 0)) && break
+    sleep 0.5
+  done
+  expect_eq "Releases left" "$left" 0 &&
+    expect_eq "kubectl budgetgate queue" "$(kb queue $ns 2>&1)" "no queued rollouts for team $ns" &&
+    expect_has "queued metric" "$(curl -fsS "http://127.0.0.1:$E2E_WEBHOOK_METRICS_PORT/metrics")" "budgetgate_queued_rollouts{team=\"$ns\"} 0"
 }
