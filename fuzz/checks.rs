@@ -138,7 +138,10 @@ pub fn queries_are_confined(events: &Events) {
     for count in [Count::Bad, Count::Total] {
         queries.push(events.expr(count, "5m"));
         for track in [Track::Canary, Track::Stable] {
-            queries.extend(events.track_expr(count, track, "track", "5m"));
+            // Alone, and confined to one cluster of a global view (`--cluster-name`).
+            for cluster in [None, Some(r#"cluster="a""#)] {
+                queries.extend(events.track_expr(count, track, "track", cluster, "5m"));
+            }
         }
     }
     for query in queries {

@@ -15,6 +15,8 @@ pub struct Policy {
     pub platform_freeze: bool,
     /// Where SLO queries may read (DESIGN §9).
     pub slo_namespace_label: String,
+    /// The series label that names the cluster (DESIGN §8).
+    pub cluster_label: String,
     pub cross_namespace_slos: BTreeSet<String>,
     pub raw_query_namespaces: BTreeSet<String>,
     pub tiers: BTreeMap<String, Tier>,
@@ -101,7 +103,18 @@ impl Policy {
                 "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*) not starting with __",
             ));
         }
+        let cluster_label = spec
+            .cluster_label
+            .clone()
+            .unwrap_or_else(|| "cluster".into());
+        if !is_label_name(&cluster_label) || cluster_label.starts_with("__") {
+            return Err(invalid(
+                "spec.clusterLabel",
+                "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*) not starting with __",
+            ));
+        }
         Ok(Policy {
+            cluster_label,
             default_tier: spec.default_tier.clone(),
             controller_users: spec.controller_users.iter().cloned().collect(),
             max_exception: spec.exceptions.max_duration.clone(),

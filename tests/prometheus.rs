@@ -1294,7 +1294,7 @@ fn track_counts(truth: &TrackTruth) -> TrackCounts {
 #[tokio::test]
 async fn a_canary_check_reads_both_tracks_of_every_slo_in_one_request() {
     let server = server();
-    let query = track_query(&canary_slos(server), "track", &check_window());
+    let query = track_query(&canary_slos(server), "track", None, &check_window());
     assert_eq!(
         query.whole_service,
         [ObjectKey::new("search", "query-availability")]
@@ -1354,7 +1354,7 @@ async fn one_slo_with_bad_promql_leaves_the_other_canary_counts_read() {
   totalQuery: 'sum(increase(http_requests_total{namespace="shop",service="payments",{{track}}}[{{window}}]))'"#,
         ),
     ));
-    let query = track_query(&slos, "track", &check_window());
+    let query = track_query(&slos, "track", None, &check_window());
     assert_eq!(query.members.len(), 5);
     let reading = read_tracks(&PromConfig::new(&server.url), &query, now())
         .await
@@ -1394,6 +1394,7 @@ async fn a_canary_check_without_prometheus_is_unavailable_not_bad() {
             events("ratio: {errors: 'e{code=\"500\"}', total: e}"),
         )],
         "track",
+        None,
         &check_window(),
     );
     match read_tracks(&config, &query, now()).await {

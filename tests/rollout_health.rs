@@ -4,7 +4,8 @@
 
 use budgetgate::api::{Duration, Timestamp};
 use budgetgate::index::{Index, ObjectKey};
-use budgetgate::rollout::{Health, health};
+use budgetgate::rollout::analysis::{Counts, SloReading, Tracks};
+use budgetgate::rollout::{Health, health, health_in_cluster};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -194,4 +195,89 @@ fn stale_missing_or_unknown_numbers_are_unknown_never_bad() {
             reason: "no budget evaluation yet".into()
         }
     );
+}
+
+/// A check's reading of one SLO in this cluster: canary and stable (bad, total).
+fn split(slo: &str, canary: (f64, f64), stable: (f64, f64)) -> SloReading {
+    SloReading {
+        slo: slo.into(),
+        objective: 99.9,
+        tracks: Tracks::Split {
+            canary: Counts {
+                bad: canary.0,
+                total: canary.1,
+            },
+            stable: Counts {
+                bad: stable.0,
+                total: stable.1,
+            },
+        },
+    }
+}
+
+fn check_in_cluster(index: &Index, readings: &[SloReading]) -> Health {
+    let tier = index.policy.as_ref().unwrap().tier("production").unwrap();
+    health_in_cluster(
+        index,
+        tier,
+        "payments",
+        "shop",
+        &labels("checkout"),
+        false,
+        at("2026-11-29T10:00:00Z"),
+        "a",
+        readings,
+    )
+}
+
+#[test]
+fn named_in_a_global_view_the_floor_is_this_clusters_whole_service() {
+    // The global view burns 20x (another cluster's errors); this cluster's whole service,
+    // 3 bad of 10,000 (canary 1 of 1,000 and stable 2 of 9,000) at 99.9%, burns 0.3x.
+    let mut index = samples();
+    with_checkout_burn(&mut index, Some(20.0));
+    let quiet = [split(
+        "shop/checkout-availability",
+        (1.0, 1000.0),
+        (2.0, 9000.0),
+    )];
+    match check_in_cluster(&index, &quiet) {
+        Health::Healthy { burn } => assert!((burn - 0.3).abs() < 1e-9, "burn {burn}"),
+        other => panic!("{other:?}"),
+    }
+    // This cluster burning 30x fails the floor, named as such.
+    let burning = [split(
+        "shop/checkout-availability",
+        (10.0, 1000.0),
+        (290.0, 9000.0),
+    )];
+    assert_eq!(
+        check_in_cluster(&index, &burning),
+        Health::Unhealthy {
+            burn: Some(30.0),
+            reason: "SLO shop/checkout-availability burns 30.0x in cluster a over the check window, above abortBurnRate 14.4x".into()
+        }
+    );
+    // Without split counts (a raw SLO without {{track}}) the global burn is the floor.
+    let whole = [SloReading {
+        slo: "shop/checkout-availability".into(),
+        objective: 99.9,
+        tracks: Tracks::WholeService { why: "raw".into() },
+    }];
+    assert!(matches!(
+        check_in_cluster(&index, &whole),
+        Health::Unhealthy { burn: Some(b), .. } if (b - 20.0).abs() < 1e-9
+    ));
+    // A budget exhausted during the rollout stays a global judgement.
+    let mut index = samples();
+    let team = index
+        .budgets
+        .teams
+        .get_mut(&("payments".to_owned(), "production".to_owned()))
+        .unwrap();
+    team.remaining = Some(-0.1);
+    assert!(matches!(
+        check_in_cluster(&index, &quiet),
+        Health::Unhealthy { reason, .. } if reason.contains("exhausted")
+    ));
 }

@@ -55,6 +55,11 @@ pub struct ReliabilityPolicySpec {
     /// Unknown, with the reason.
     #[serde(default)]
     pub raw_query_namespaces: Vec<String>,
+    /// The series label naming the cluster in a global Prometheus view (remote-written or
+    /// federated with an external label, DESIGN §8): budgets sum over it, a canary check
+    /// adds `<clusterLabel>="<--cluster-name>"`. Default `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_label: Option<String>,
     pub tiers: BTreeMap<String, TierSpec>,
 }
 

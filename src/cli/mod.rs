@@ -338,6 +338,21 @@ pub struct ControllerOpts {
     /// off. Every replica serves it, leader or not.
     #[arg(long, env = "BUDGETGATE_DASHBOARD_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub dashboard_listen: Listen,
+    /// This cluster's name in a global Prometheus view (the value of the policy's
+    /// `clusterLabel` its series carry): canary checks read only this cluster's series.
+    /// Budgets always sum over every cluster.
+    #[arg(long, env = "BUDGETGATE_CLUSTER_NAME", value_parser = parse_cluster_name)]
+    pub cluster_name: Option<String>,
+}
+
+/// A cluster name as a label value: anything but empty, one line.
+fn parse_cluster_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains(['\n', '\r']) {
+        return Err(format!(
+            "{text:?}: a cluster name is a non-empty label value on one line"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// A listen address, or `off` (`None`).

@@ -318,6 +318,7 @@ async fn start_controller(
             .as_ref()
             .map(|url| crate::controller::rollout::TrackReader {
                 config: opts.prometheus_options.config(url),
+                cluster: opts.cluster_name.clone(),
             });
     let rollouts = tokio::spawn(
         crate::controller::rollout::run(

@@ -166,6 +166,7 @@ impl Events {
         count: Count,
         track: Track,
         label: &str,
+        cluster: Option<&str>,
         range: &str,
     ) -> Option<String> {
         if let Events::Raw { errors, total } = self
@@ -173,7 +174,11 @@ impl Events {
         {
             return None;
         }
-        Some(self.count_expr(count, range, Some(&track_matcher(label, track))))
+        let mut matcher = track_matcher(label, track);
+        if let Some(cluster) = cluster {
+            matcher = format!("{matcher},{cluster}");
+        }
+        Some(self.count_expr(count, range, Some(&matcher)))
     }
 
     /// One count, with `matcher` (if any) added to every selector or put in `{{track}}`.
@@ -216,11 +221,14 @@ fn check_raw_query(field: &str, query: &str) -> Result<(), String> {
     let parse = parse_promql;
     let canary = track_matcher("track", Track::Canary);
     let stable = track_matcher("track", Track::Stable);
+    // With `--cluster-name` a check's matcher is two: the track and the cluster.
+    let in_cluster = format!("{canary},{}", cluster_matcher("cluster", "a"));
     let forms: &[(&str, &str)] = match query.contains(TRACK_PLACEHOLDER) {
         true => &[
             ("a whole-service count", ANY_TRACK),
             ("a canary's count", &canary),
             ("the stable count", &stable),
+            ("a canary's count in one cluster", &in_cluster),
         ],
         false => &[("", ANY_TRACK)],
     };
@@ -624,6 +632,12 @@ pub fn track_matcher(label: &str, track: Track) -> String {
     format!("{label}{op}{}", quote(crate::rollout::CANARY_TRACK))
 }
 
+/// The matcher that confines a canary check to one cluster of a global view:
+/// `cluster="a"` (DESIGN §8).
+pub fn cluster_matcher(label: &str, cluster: &str) -> String {
+    format!("{label}={}", quote(cluster))
+}
+
 /// The four counts of a canary check, in the order each SLO's union lists them.
 pub const TRACK_SERIES: [(Count, Track); 4] = [
     (Count::Bad, Track::Canary),
@@ -690,6 +704,7 @@ impl TrackQuery {
 pub fn track_query(
     slos: &[(ObjectKey, Result<Events, String>)],
     label: &str,
+    cluster: Option<&str>,
     range: &Duration,
 ) -> TrackQuery {
     let mut members = Vec::new();
@@ -709,7 +724,7 @@ pub fn track_query(
         let terms: Option<Vec<String>> = TRACK_SERIES
             .iter()
             .map(|&(count, track)| {
-                let expr = events.track_expr(count, track, label, range.as_str())?;
+                let expr = events.track_expr(count, track, label, cluster, range.as_str())?;
                 Some(labelled(
                     &tagged(key, &expr),
                     SERIES_LABEL,
@@ -1066,7 +1081,9 @@ tiers:
         ] {
             let events = Events::from_indicator(&ratio(selector, "t"), &shop).unwrap();
             for track in [Track::Canary, Track::Stable] {
-                let query = events.track_expr(Count::Bad, track, "track", "5m").unwrap();
+                let query = events
+                    .track_expr(Count::Bad, track, "track", None, "5m")
+                    .unwrap();
                 let parsed =
                     promql_parser::parser::parse(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
                 assert!(
@@ -1156,7 +1173,7 @@ tiers:
         .unwrap();
         assert_eq!(ok.expr(Count::Bad, "5m"), r#"sum(e{track=~".*"})"#);
         assert_eq!(
-            ok.track_expr(Count::Total, Track::Stable, "track", "5m")
+            ok.track_expr(Count::Total, Track::Stable, "track", None, "5m")
                 .unwrap(),
             r#"sum(t{track!="canary"})"#
         );
@@ -1281,7 +1298,11 @@ tiers:
             &OPEN,
         )
         .unwrap();
-        let expr = |count, track| events.track_expr(count, track, "track", "5m").unwrap();
+        let expr = |count, track| {
+            events
+                .track_expr(count, track, "track", None, "5m")
+                .unwrap()
+        };
         assert_eq!(
             expr(Count::Bad, Track::Canary),
             r#"sum(increase(http_requests_total{service="checkout",code=~"5..",track="canary"}[5m]))"#
@@ -1301,18 +1322,56 @@ tiers:
     }
 
     #[test]
+    fn a_check_in_one_cluster_adds_the_cluster_matcher_to_both_tracks_and_raw_queries() {
+        let cluster = cluster_matcher("k8s_cluster", "eu-1");
+        assert_eq!(cluster, r#"k8s_cluster="eu-1""#);
+        let events =
+            Events::from_indicator(&ratio("errors_total", "requests_total{}"), &OPEN).unwrap();
+        assert_eq!(
+            events
+                .track_expr(Count::Bad, Track::Canary, "track", Some(&cluster), "90s")
+                .unwrap(),
+            r#"sum(increase(errors_total{track="canary",k8s_cluster="eu-1"}[90s]))"#
+        );
+        assert_eq!(
+            events
+                .track_expr(Count::Total, Track::Stable, "track", Some(&cluster), "90s")
+                .unwrap(),
+            r#"sum(increase(requests_total{track!="canary",k8s_cluster="eu-1"}[90s]))"#
+        );
+        // Budgets (no track) never carry it: they sum over every cluster.
+        assert_eq!(
+            events.expr(Count::Bad, "30d"),
+            "sum(increase(errors_total[30d]))"
+        );
+        let raw = Events::from_indicator(
+            &raw(
+                "sum(rate(e{ {{track}} }[{{window}}]))",
+                "sum(rate(t{ {{track}} }[{{window}}]))",
+            ),
+            &OPEN,
+        )
+        .unwrap();
+        assert_eq!(
+            raw.track_expr(Count::Bad, Track::Canary, "track", Some(&cluster), "1m")
+                .unwrap(),
+            r#"sum(sum(rate(e{ track="canary",k8s_cluster="eu-1" }[1m])))"#
+        );
+    }
+
+    #[test]
     fn track_matchers_fit_selectors_without_braces_or_with_empty_ones() {
         let events =
             Events::from_indicator(&ratio("errors_total", "requests_total{}"), &OPEN).unwrap();
         assert_eq!(
             events
-                .track_expr(Count::Bad, Track::Canary, "rollout_track", "90s")
+                .track_expr(Count::Bad, Track::Canary, "rollout_track", None, "90s")
                 .unwrap(),
             r#"sum(increase(errors_total{rollout_track="canary"}[90s]))"#
         );
         assert_eq!(
             events
-                .track_expr(Count::Total, Track::Stable, "rollout_track", "90s")
+                .track_expr(Count::Total, Track::Stable, "rollout_track", None, "90s")
                 .unwrap(),
             r#"sum(increase(requests_total{rollout_track!="canary"}[90s]))"#
         );
@@ -1330,13 +1389,13 @@ tiers:
         .unwrap();
         assert_eq!(
             events
-                .track_expr(Count::Bad, Track::Canary, "rollout_track", "4m")
+                .track_expr(Count::Bad, Track::Canary, "rollout_track", None, "4m")
                 .unwrap(),
             r#"sum(increase(http_request_duration_seconds_bucket{service="cart",le="+Inf",rollout_track="canary"}[4m])) - sum(increase(http_request_duration_seconds_bucket{service="cart",le=~"0[.]30*",rollout_track="canary"}[4m]))"#
         );
         assert_eq!(
             events
-                .track_expr(Count::Total, Track::Stable, "rollout_track", "4m")
+                .track_expr(Count::Total, Track::Stable, "rollout_track", None, "4m")
                 .unwrap(),
             r#"sum(increase(http_request_duration_seconds_bucket{service="cart",le="+Inf",rollout_track!="canary"}[4m]))"#
         );
@@ -1354,13 +1413,13 @@ tiers:
         .unwrap();
         assert_eq!(
             events
-                .track_expr(Count::Bad, Track::Canary, "track", "5m")
+                .track_expr(Count::Bad, Track::Canary, "track", None, "5m")
                 .unwrap(),
             r#"sum(sum(rate(x_errors_total{job="x",track="canary"}[5m])) * 60)"#
         );
         assert_eq!(
             events
-                .track_expr(Count::Total, Track::Stable, "track", "5m")
+                .track_expr(Count::Total, Track::Stable, "track", None, "5m")
                 .unwrap(),
             r#"sum(sum(increase(x_total{ track!="canary" }[5m])))"#
         );
@@ -1396,7 +1455,7 @@ tiers:
         .unwrap();
         for events in [&neither, &one] {
             for (count, track) in TRACK_SERIES {
-                assert_eq!(events.track_expr(count, track, "track", "5m"), None);
+                assert_eq!(events.track_expr(count, track, "track", None, "5m"), None);
             }
         }
     }
@@ -1428,7 +1487,7 @@ tiers:
                 Events::from_indicator(&raw("e{ {{track}} }", "t{ {{track}} }"), &OPEN),
             ),
         ];
-        let query = track_query(&slos, "track", &five_minutes());
+        let query = track_query(&slos, "track", None, &five_minutes());
         assert_eq!(query.whole_service, [whole]);
         assert_eq!(
             query.invalid,
@@ -1506,7 +1565,7 @@ tiers:
         let key = ObjectKey::new("shop", "checkout");
         let slos = [(key.clone(), Events::from_indicator(&ratio("e", "t"), &OPEN))];
         for label in ["", "1track", "track\"}", "rollout-track"] {
-            let query = track_query(&slos, label, &five_minutes());
+            let query = track_query(&slos, label, None, &five_minutes());
             assert_eq!(query.promql, "", "{label}");
             assert_eq!(
                 query.invalid,
@@ -1517,7 +1576,9 @@ tiers:
             );
         }
         assert_eq!(
-            track_query(&slos, "_track2", &five_minutes()).members.len(),
+            track_query(&slos, "_track2", None, &five_minutes())
+                .members
+                .len(),
             1
         );
     }
@@ -1528,6 +1589,7 @@ tiers:
         let query = track_query(
             &[(key.clone(), Events::from_indicator(&raw("e", "t"), &OPEN))],
             "track",
+            None,
             &five_minutes(),
         );
         assert_eq!(

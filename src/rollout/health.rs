@@ -3,8 +3,10 @@
 //! exhausted counts as unhealthy; missing or stale numbers are unknown, never bad
 //! (DESIGN §7.4, §7.5).
 
+use super::analysis::{SloReading, Tracks};
 use crate::api::Timestamp;
 use crate::budget::Assessment;
+use crate::budget::budget_ratio;
 use crate::index::Index;
 use crate::policy::{BandLookup, Tier};
 use crate::selector;
@@ -49,6 +51,80 @@ pub fn health(
     exhausted_at_start: bool,
     now: Timestamp,
 ) -> Health {
+    health_with(
+        index,
+        tier,
+        team,
+        namespace,
+        labels,
+        exhausted_at_start,
+        now,
+        None,
+    )
+}
+
+/// [`health`] for a controller that names its cluster in a global view (DESIGN §8): the
+/// floor's burn is the whole service **in this cluster** over the check window — the
+/// canary's and stable counts of `readings` (the check's own query) added up — so another
+/// cluster's errors never roll this cluster's canary back; staleness and a budget newly
+/// exhausted stay global (a team has one budget). SLOs without split counts fall back to
+/// the global burn over `analysisWindow`.
+#[allow(clippy::too_many_arguments)]
+pub fn health_in_cluster(
+    index: &Index,
+    tier: &Tier,
+    team: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    exhausted_at_start: bool,
+    now: Timestamp,
+    cluster: &str,
+    readings: &[SloReading],
+) -> Health {
+    health_with(
+        index,
+        tier,
+        team,
+        namespace,
+        labels,
+        exhausted_at_start,
+        now,
+        Some((cluster, readings)),
+    )
+}
+
+/// The burn of each SLO's whole service in one cluster: its canary and stable counts added.
+/// (An aggregate over these SLOs is a weighted mean of them: never the worst.)
+fn local_burns(readings: &[SloReading]) -> Vec<(String, f64)> {
+    readings
+        .iter()
+        .filter_map(|r| match &r.tracks {
+            Tracks::Split { canary, stable } => {
+                let bad = canary.bad + stable.bad;
+                let total = canary.total + stable.total;
+                let burn = if total > 0.0 {
+                    bad / total / budget_ratio(r.objective)
+                } else {
+                    0.0
+                };
+                Some((format!("SLO {}", r.slo), burn))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn health_with(
+    index: &Index,
+    tier: &Tier,
+    team: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    exhausted_at_start: bool,
+    now: Timestamp,
+    local: Option<(&str, &[SloReading])>,
+) -> Health {
     let budgets = &index.budgets;
     let window = &tier.canary.analysis_window;
     let Some(at) = budgets.evaluated_at else {
@@ -85,25 +161,53 @@ pub fn health(
             };
         }
     }
-    let mut worst: Option<(f64, &str)> = None;
-    for (who, assessment) in &judged {
-        let Some(burn) = assessment.burn_rate(window.seconds()) else {
-            return Health::Unknown {
-                reason: format!("no burn rate over {window} for {who}"),
-            };
-        };
-        if worst.is_none_or(|(w, _)| burn > w) {
-            worst = Some((burn, who));
-        }
-    }
-    let (burn, who) = worst.unwrap_or((0.0, ""));
     let abort = tier.canary.abort_burn_rate;
-    if burn > abort {
-        return Health::Unhealthy {
-            burn: Some(burn),
-            reason: format!("{who} burns {burn:.1}x over {window}, above abortBurnRate {abort}x"),
-        };
-    }
+    let in_cluster = local
+        .map(|(cluster, readings)| (cluster, local_burns(readings)))
+        .filter(|(_, burns)| !burns.is_empty());
+    let burn = match &in_cluster {
+        Some((cluster, burns)) => {
+            let (who, burn) = burns.iter().fold(("", 0.0), |(w, b), (who, burn)| {
+                if *burn > b {
+                    (who.as_str(), *burn)
+                } else {
+                    (w, b)
+                }
+            });
+            if burn > abort {
+                return Health::Unhealthy {
+                    burn: Some(burn),
+                    reason: format!(
+                        "{who} burns {burn:.1}x in cluster {cluster} over the check window, above abortBurnRate {abort}x"
+                    ),
+                };
+            }
+            burn
+        }
+        None => {
+            let mut worst: Option<(f64, &str)> = None;
+            for (who, assessment) in &judged {
+                let Some(burn) = assessment.burn_rate(window.seconds()) else {
+                    return Health::Unknown {
+                        reason: format!("no burn rate over {window} for {who}"),
+                    };
+                };
+                if worst.is_none_or(|(w, _)| burn > w) {
+                    worst = Some((burn, who));
+                }
+            }
+            let (burn, who) = worst.unwrap_or((0.0, ""));
+            if burn > abort {
+                return Health::Unhealthy {
+                    burn: Some(burn),
+                    reason: format!(
+                        "{who} burns {burn:.1}x over {window}, above abortBurnRate {abort}x"
+                    ),
+                };
+            }
+            burn
+        }
+    };
     if !exhausted_at_start {
         for (who, assessment) in &judged {
             if let Some(remaining) = assessment.remaining

@@ -365,15 +365,6 @@ async fn gather(
         && canary.owned().is_some_and(|c| c.available > 0);
     let check = match progress {
         Some(p) if serving => {
-            let floor = rollout::health(
-                index,
-                tier,
-                team,
-                &namespace,
-                d.labels(),
-                ledger::exhausted_at_start(tier, release.as_ref()),
-                now,
-            );
             let readings = match &ctx.tracks {
                 Some(reader) => {
                     reader
@@ -381,6 +372,31 @@ async fn gather(
                         .await
                 }
                 None => tracks::without_prometheus(index, &namespace, d.labels()),
+            };
+            let exhausted_at_start = ledger::exhausted_at_start(tier, release.as_ref());
+            // Named in a global view: the floor is this cluster's whole service.
+            let cluster = ctx.tracks.as_ref().and_then(|t| t.cluster.as_deref());
+            let floor = match cluster {
+                Some(cluster) => rollout::health_in_cluster(
+                    index,
+                    tier,
+                    team,
+                    &namespace,
+                    d.labels(),
+                    exhausted_at_start,
+                    now,
+                    cluster,
+                    &readings,
+                ),
+                None => rollout::health(
+                    index,
+                    tier,
+                    team,
+                    &namespace,
+                    d.labels(),
+                    exhausted_at_start,
+                    now,
+                ),
             };
             analysis::judge(&readings, &floor, &tier.canary)
         }

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 /// Reads canary and stable counts from Prometheus.
 pub struct TrackReader {
     pub config: PromConfig,
+    /// `--cluster-name`: read only this cluster's series (the policy's `clusterLabel`).
+    pub cluster: Option<String>,
 }
 
 /// The SLOs of `namespace` that select a Deployment with `labels`, with their objective.
@@ -93,7 +95,18 @@ impl TrackReader {
             .iter()
             .map(|(k, _, e)| (k.clone(), e.clone()))
             .collect();
-        let query = prom::query::track_query(&members, &tier.canary.track_label, &range);
+        let cluster = match (&self.cluster, &index.policy) {
+            (Some(name), Some(policy)) => {
+                Some(prom::query::cluster_matcher(&policy.cluster_label, name))
+            }
+            _ => None,
+        };
+        let query = prom::query::track_query(
+            &members,
+            &tier.canary.track_label,
+            cluster.as_deref(),
+            &range,
+        );
         let answer = if query.promql.is_empty() {
             Ok(BTreeMap::new())
         } else {
