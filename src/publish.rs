@@ -150,6 +150,7 @@ pub fn publish(index: &Index, budgets: &Budgets, previous: &Previous, now: Times
                 .count() as u32,
             last_release: last,
             incidents: track_incidents(previous_incidents, a, tier, now),
+            clusters: Vec::new(),
         });
     }
     for (team, mut tiers) in teams {
@@ -188,6 +189,43 @@ pub fn publish(index: &Index, budgets: &Budgets, previous: &Previous, now: Times
         })
         .collect();
     out
+}
+
+/// Each team's events by cluster, per tier: the split of every SLO of the team in the tier
+/// ([`crate::prom::read_cluster_split`]) summed, clusters by name.
+pub fn attach_clusters(
+    published: &mut Published,
+    index: &Index,
+    split: &crate::prom::parse::ClusterSplit,
+) {
+    let mut sums: BTreeMap<(String, String), BTreeMap<String, (f64, f64)>> = BTreeMap::new();
+    for (key, clusters) in split {
+        let Some(team) = index.team_of(&key.namespace) else {
+            continue;
+        };
+        let entry = sums.entry(team).or_default();
+        for (cluster, (bad, total)) in clusters {
+            let e = entry.entry(cluster.clone()).or_default();
+            e.0 += bad;
+            e.1 += total;
+        }
+    }
+    for (team, status) in &mut published.teams {
+        for tier in &mut status.tiers {
+            tier.clusters = sums
+                .get(&(team.clone(), tier.tier.clone()))
+                .map(|c| {
+                    c.iter()
+                        .map(|(cluster, (bad, total))| crate::api::ClusterEvents {
+                            cluster: cluster.clone(),
+                            bad: *bad,
+                            total: *total,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+    }
 }
 
 fn severity(t: &TierBudget) -> u8 {
@@ -669,5 +707,82 @@ mod tests {
         let flipped = ready(&unknown, &first, at(20));
         assert_eq!(flipped[0].status, "False");
         assert_eq!(flipped[0].last_transition_time, Time(at(20)));
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use crate::index::NamespaceMeta;
+
+    #[test]
+    fn a_teams_events_by_cluster_sum_its_slos_in_the_tier() {
+        let mut index = Index::default();
+        for (ns, tier) in [
+            ("shop", "production"),
+            ("cart", "production"),
+            ("lab", "staging"),
+        ] {
+            index.namespaces.insert(
+                ns.into(),
+                NamespaceMeta {
+                    team: Some("payments".into()),
+                    tier: Some(tier.into()),
+                    ..NamespaceMeta::default()
+                },
+            );
+        }
+        let mut published = Published::default();
+        published.teams.insert(
+            "payments".into(),
+            TeamBudgetStatus {
+                tiers: vec![
+                    TierBudget {
+                        tier: "production".into(),
+                        ..TierBudget::default()
+                    },
+                    TierBudget {
+                        tier: "staging".into(),
+                        ..TierBudget::default()
+                    },
+                ],
+                ..TeamBudgetStatus::default()
+            },
+        );
+        let split = BTreeMap::from([
+            (
+                ObjectKey::new("shop", "avail"),
+                BTreeMap::from([
+                    ("a".to_owned(), (3.0, 100.0)),
+                    ("b".to_owned(), (0.0, 50.0)),
+                ]),
+            ),
+            (
+                ObjectKey::new("cart", "avail"),
+                BTreeMap::from([("a".to_owned(), (1.0, 10.0))]),
+            ),
+            // Another tier's SLO, and a namespace without a team, count elsewhere or nowhere.
+            (
+                ObjectKey::new("lab", "avail"),
+                BTreeMap::from([("a".to_owned(), (7.0, 7.0))]),
+            ),
+            (
+                ObjectKey::new("nobody", "avail"),
+                BTreeMap::from([("a".to_owned(), (9.0, 9.0))]),
+            ),
+        ]);
+        attach_clusters(&mut published, &index, &split);
+        let tiers = &published.teams["payments"].tiers;
+        let events = |t: &TierBudget| {
+            t.clusters
+                .iter()
+                .map(|c| (c.cluster.clone(), c.bad, c.total))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            events(&tiers[0]),
+            [("a".to_owned(), 4.0, 110.0), ("b".to_owned(), 0.0, 50.0)]
+        );
+        assert_eq!(events(&tiers[1]), [("a".to_owned(), 7.0, 7.0)]);
     }
 }

@@ -32,7 +32,8 @@ pub use slo::{
     ServiceLevelObjectiveSpec, ServiceLevelObjectiveStatus,
 };
 pub use teambudget::{
-    Incident, LastRelease, SloSummary, TeamBudget, TeamBudgetSpec, TeamBudgetStatus, TierBudget,
+    ClusterEvents, Incident, LastRelease, SloSummary, TeamBudget, TeamBudgetSpec, TeamBudgetStatus,
+    TierBudget,
 };
 
 pub use jiff::Timestamp;

@@ -92,6 +92,21 @@ pub struct TierBudget {
     pub last_release: Option<LastRelease>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incidents: Vec<Incident>,
+    /// With a global view (`--cluster-name`): the team's bad and total events over the
+    /// period, cluster by cluster, summed over its SLOs that can be split (not `raw`).
+    /// `remaining` is computed from all of them together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<ClusterEvents>,
+}
+
+/// One cluster's share of a team's events (the policy's `clusterLabel` value; empty for
+/// series without it).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterEvents {
+    pub cluster: String,
+    pub bad: f64,
+    pub total: f64,
 }
 
 fn is_zero(n: &u32) -> bool {

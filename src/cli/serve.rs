@@ -332,7 +332,7 @@ async fn start_controller(
         )
         .instrument(tracing::info_span!("rollout_controller")),
     );
-    let controller = Controller::new(
+    let mut controller = Controller::new(
         client,
         shared.clone(),
         match (&opts.source.prometheus, &opts.source.budgets) {
@@ -350,6 +350,10 @@ async fn start_controller(
         leader,
         Some(identity),
     );
+    // Named in a global view: one more query per evaluation, each team's events by cluster.
+    if let (Some(_), Some(url)) = (&opts.cluster_name, &opts.source.prometheus) {
+        controller.cluster_split = Some(opts.prometheus_options.config(url));
+    }
     Ok(Leadership {
         election,
         work: vec![rollouts, tokio::spawn(controller.run(stop.clone()))],

@@ -214,6 +214,9 @@ pub struct Controller<S> {
     /// Whether this replica holds the lease; checked again right before writing.
     pub leader: tokio::sync::watch::Receiver<bool>,
     pub recorder: Recorder,
+    /// Read every team's events cluster by cluster too (DESIGN §8; set with
+    /// `--cluster-name`): one more Prometheus query per evaluation.
+    pub cluster_split: Option<crate::prom::PromConfig>,
 }
 
 impl<S: SignalSource> Controller<S> {
@@ -239,6 +242,7 @@ impl<S: SignalSource> Controller<S> {
             interval,
             leader,
             recorder,
+            cluster_split: None,
         }
     }
 
@@ -288,7 +292,14 @@ impl<S: SignalSource> Controller<S> {
         let (signals, at) = self.source.read(&index, now).await?;
         let budgets = index::evaluate_budgets(policy, &index.namespaces, &signals, at);
         let previous = self.previous().await?;
-        let published = publish::publish(&index, &budgets, &previous, now);
+        let mut published = publish::publish(&index, &budgets, &previous, now);
+        if let Some(config) = &self.cluster_split {
+            // A split that cannot be read leaves it out; the budgets stand without it.
+            match crate::prom::read_cluster_split(&index, &policy.cluster_label, at, config).await {
+                Ok(split) => publish::attach_clusters(&mut published, &index, &split),
+                Err(e) => tracing::warn!(error = %e, "could not read the events by cluster"),
+            }
+        }
         // The lease may have moved while we read: a former leader writes nothing.
         if !self.leading() {
             return Ok(0);

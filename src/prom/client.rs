@@ -127,6 +127,41 @@ struct Outcome {
     result: Result<Data, Failure>,
 }
 
+/// Every SLO's period counts cluster by cluster at `at`, in one request (DESIGN §8): per
+/// SLO, per value of the series label `label`, bad and total events.
+pub async fn read_cluster_split(
+    index: &Index,
+    label: &str,
+    at: Timestamp,
+    config: &PromConfig,
+) -> Result<parse::ClusterSplit, PromError> {
+    let plan = query::plan(index, at);
+    let split = query::cluster_split_query(&plan, label);
+    if split.promql.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let what = format!("cluster split ({} SLOs)", split.members.len());
+    let client = client(config)?;
+    match send(&client, &split.promql, &what, plan.at.as_second(), config).await {
+        (_, Ok(data)) => parse::split_clusters(&data, label).map_err(|e| PromError::Answer {
+            url: config.url.clone(),
+            query: what,
+            reason: e.to_string(),
+        }),
+        (_, Err(Failure::Rejected(reason))) => Err(PromError::Rejected {
+            url: config.url.clone(),
+            query: what,
+            reason,
+        }),
+        (attempts, Err(Failure::Unavailable(reason))) => Err(PromError::Unavailable {
+            url: config.url.clone(),
+            query: what,
+            attempts,
+            reason,
+        }),
+    }
+}
+
 /// Reads every SLO's counts at `at` from Prometheus.
 pub async fn evaluate(
     index: &Index,

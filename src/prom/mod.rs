@@ -19,5 +19,6 @@ pub mod query;
 pub mod rules;
 
 pub use client::{
-    Evaluation, PromConfig, PromError, TrackReading, evaluate, evaluate_blocking, read_tracks,
+    Evaluation, PromConfig, PromError, TrackReading, evaluate, evaluate_blocking,
+    read_cluster_split, read_tracks,
 };

@@ -104,6 +104,34 @@ fn tagged_slo(labels: &HashMap<String, String>) -> Option<ObjectKey> {
 /// `±Inf`, below zero by more than a rounding error) or a second sample of the same count
 /// makes that SLO's entry an `Err` saying so; the other SLOs are unaffected. Samples of SLOs
 /// the query did not ask for are ignored.
+/// Per SLO, per cluster (the value of the policy's `clusterLabel`): bad and total events.
+pub type ClusterSplit = BTreeMap<ObjectKey, BTreeMap<String, (f64, f64)>>;
+
+/// A cluster split's answer ([`super::query::cluster_split_query`]): per SLO, per value of
+/// `label` (empty for series without it), bad and total events. Samples that are not
+/// counts are left out.
+pub fn split_clusters(data: &Data, label: &str) -> Result<ClusterSplit, ParseError> {
+    let mut out = ClusterSplit::new();
+    for series in instant_vector(data)? {
+        let labels = series.metric();
+        let Some(key) = tagged_slo(labels) else {
+            continue;
+        };
+        let value = series.sample().value();
+        if !value.is_finite() || value < -ROUNDING {
+            continue;
+        }
+        let cluster = labels.get(label).cloned().unwrap_or_default();
+        let entry = out.entry(key).or_default().entry(cluster).or_default();
+        match labels.get(SERIES_LABEL).map(String::as_str) {
+            Some("bad") => entry.0 += value.max(0.0),
+            Some("total") => entry.1 += value.max(0.0),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 pub fn split_tracks(
     query: &TrackQuery,
     data: &Data,
@@ -399,6 +427,38 @@ mod tests {
             r#"{{"resultType":"vector","result":[{}]}}"#,
             samples.join(",")
         ))
+    }
+
+    #[test]
+    fn a_cluster_split_answer_is_summed_by_slo_and_cluster() {
+        let in_cluster = |slo: &str, series: &str, cluster: Option<&str>, value: &str| {
+            let label = cluster.map_or(String::new(), |c| format!(r#","k8s":"{c}""#));
+            format!(
+                r#"{{"metric":{{"budgetgate_slo":"shop/{slo}","budgetgate_series":"{series}"{label}}},"value":[1795950000,"{value}"]}}"#
+            )
+        };
+        let answer = vector(&[
+            in_cluster("checkout", "bad", Some("a"), "12"),
+            in_cluster("checkout", "total", Some("a"), "4000"),
+            in_cluster("checkout", "total", Some("b"), "6000"),
+            in_cluster("checkout", "total", None, "10"),
+            in_cluster("cart", "bad", Some("a"), "NaN"),
+            in_cluster("cart", "total", Some("a"), "-1e-12"),
+        ]);
+        let split = split_clusters(&answer, "k8s").unwrap();
+        assert_eq!(
+            split[&key("checkout")],
+            BTreeMap::from([
+                (String::new(), (0.0, 10.0)),
+                ("a".to_owned(), (12.0, 4000.0)),
+                ("b".to_owned(), (0.0, 6000.0)),
+            ])
+        );
+        // A NaN is no count; a rounding error below zero reads 0.
+        assert_eq!(
+            split[&key("cart")],
+            BTreeMap::from([("a".to_owned(), (0.0, 0.0))])
+        );
     }
 
     #[test]

@@ -181,6 +181,21 @@ impl Events {
         Some(self.count_expr(count, range, Some(&matcher)))
     }
 
+    /// One count over `range` summed by the series label `label` (one sample per cluster of a
+    /// global view), or `None` for a raw indicator (free PromQL cannot be regrouped).
+    pub fn by_expr(&self, count: Count, range: &str, label: &str) -> Option<String> {
+        let sum = |selector: &str| format!("sum by ({label}) (increase({selector}[{range}]))");
+        match (self, count) {
+            (Events::Ratio { errors, .. }, Count::Bad) => Some(sum(errors)),
+            (Events::Ratio { total, .. }, Count::Total) => Some(sum(total)),
+            (Events::Latency { total, good }, Count::Bad) => {
+                Some(format!("{} - {}", sum(total), sum(good)))
+            }
+            (Events::Latency { total, .. }, Count::Total) => Some(sum(total)),
+            (Events::Raw { .. }, _) => None,
+        }
+    }
+
     /// One count, with `matcher` (if any) added to every selector or put in `{{track}}`.
     fn count_expr(&self, count: Count, range: &str, matcher: Option<&str>) -> String {
         let increase = |selector: &str| match matcher {
@@ -632,6 +647,50 @@ pub fn track_matcher(label: &str, track: Track) -> String {
     format!("{label}{op}{}", quote(crate::rollout::CANARY_TRACK))
 }
 
+/// Every SLO's period counts cluster by cluster, as one union (DESIGN §8): the one extra
+/// query per evaluation of a controller that names its cluster in a global view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSplitQuery {
+    /// Empty when no SLO can be split (then nothing is sent).
+    pub promql: String,
+    pub members: Vec<ObjectKey>,
+}
+
+/// The split of every SLO of `plan` that can be regrouped, by the series label `label`,
+/// each count tagged with [`SLO_LABEL`] and [`SERIES_LABEL`] `bad` or `total`.
+pub fn cluster_split_query(plan: &Plan, label: &str) -> ClusterSplitQuery {
+    let mut terms = Vec::new();
+    let mut members = Vec::new();
+    if !is_label_name(label) {
+        return ClusterSplitQuery {
+            promql: String::new(),
+            members,
+        };
+    }
+    for slo in &plan.slos {
+        let Ok(events) = &slo.events else { continue };
+        let range = slo.period.as_str();
+        let (Some(bad), Some(total)) = (
+            events.by_expr(Count::Bad, range, label),
+            events.by_expr(Count::Total, range, label),
+        ) else {
+            continue;
+        };
+        terms.push(labelled(&tagged(&slo.key, &bad), SERIES_LABEL, "bad"));
+        terms.push(labelled(&tagged(&slo.key, &total), SERIES_LABEL, "total"));
+        members.push(slo.key.clone());
+    }
+    let terms: Vec<&str> = terms.iter().map(String::as_str).collect();
+    ClusterSplitQuery {
+        promql: if terms.is_empty() {
+            String::new()
+        } else {
+            union(&terms)
+        },
+        members,
+    }
+}
+
 /// The matcher that confines a canary check to one cluster of a global view:
 /// `cluster="a"` (DESIGN §8).
 pub fn cluster_matcher(label: &str, cluster: &str) -> String {
@@ -969,6 +1028,58 @@ tiers:
 
     fn at() -> Timestamp {
         "2026-11-29T10:00:00.750Z".parse().unwrap()
+    }
+
+    #[test]
+    fn the_cluster_split_is_one_union_of_every_slo_summed_by_cluster() {
+        let mut idx = index(2, 0);
+        idx.slos.insert(
+            ObjectKey::new("search", "free"),
+            crate::api::ServiceLevelObjectiveSpec {
+                service: "s".into(),
+                objective: 99.0,
+                window: None,
+                indicator: serde_yaml_ng::from_str("raw: {errorQuery: e, totalQuery: t}").unwrap(),
+                deployment_selector: None,
+            },
+        );
+        let split = cluster_split_query(&plan(&idx, at()), "cluster");
+        // Raw PromQL cannot be regrouped; an SLO that cannot be queried is left out too.
+        assert_eq!(
+            split.members,
+            [
+                ObjectKey::new("shop", "slo-0000"),
+                ObjectKey::new("shop", "slo-0001")
+            ]
+        );
+        assert_eq!(
+            split.promql.matches("sum by (cluster) (increase(").count(),
+            4
+        );
+        assert!(
+            split
+                .promql
+                .contains(r#"sum by (cluster) (increase(e{i="0",namespace="shop"}[30d]))"#),
+            "{}",
+            split.promql
+        );
+        assert!(
+            split.promql.contains(r#""budgetgate_series", "total""#),
+            "{}",
+            split.promql
+        );
+        parse_promql(&split.promql).expect("the union parses");
+        // A label that is not a label name sends nothing.
+        assert!(
+            cluster_split_query(&plan(&idx, at()), "a-b")
+                .promql
+                .is_empty()
+        );
+        let latency = Events::from_indicator(&latency("h_bucket", "0.3"), &OPEN).unwrap();
+        assert_eq!(
+            latency.by_expr(Count::Bad, "1h", "cluster").unwrap(),
+            r#"sum by (cluster) (increase(h_bucket{le="+Inf"}[1h])) - sum by (cluster) (increase(h_bucket{le=~"0[.]30*"}[1h]))"#
+        );
     }
 
     #[test]

@@ -392,6 +392,38 @@ pub fn team(view: &Team) -> String {
                 ),
             );
         }
+        if !t.clusters.is_empty() {
+            let all: f64 = t.clusters.iter().map(|c| c.total).sum();
+            body.push_str(
+                "<h3>Events by cluster</h3><table class=\"clusters\"><thead><tr><th>Cluster</th><th>Bad</th>\
+                 <th>Total</th><th>Error ratio</th><th>Share of traffic</th></tr></thead><tbody>",
+            );
+            for c in &t.clusters {
+                let ratio = if c.total > 0.0 {
+                    c.bad / c.total * 100.0
+                } else {
+                    0.0
+                };
+                let share = if all > 0.0 {
+                    c.total / all * 100.0
+                } else {
+                    0.0
+                };
+                let _ = write!(
+                    body,
+                    "<tr data-cluster=\"{}\"><td>{}</td><td class=\"num\">{:.0}</td><td class=\"num\">{:.0}</td><td class=\"num\">{ratio:.3}%</td><td class=\"num\">{share:.1}%</td></tr>",
+                    escape(&c.cluster),
+                    escape(if c.cluster.is_empty() {
+                        "(no cluster label)"
+                    } else {
+                        &c.cluster
+                    }),
+                    c.bad,
+                    c.total,
+                );
+            }
+            body.push_str("</tbody></table>");
+        }
         if !t.queue.is_empty() {
             body.push_str(
                 "<h3>Queued rollouts</h3><table class=\"queue\"><thead><tr><th>#</th><th>Deployment</th><th>Revision</th>\

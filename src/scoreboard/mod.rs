@@ -109,6 +109,9 @@ pub struct TeamTier {
     pub decisions: Vec<DecisionRow>,
     /// The team's queue in the tier, in the order its rollouts start.
     pub queue: Vec<decision::queue::Queued>,
+    /// The team's events over the period by cluster, as the controller last published them
+    /// (a global view with `--cluster-name`; empty otherwise).
+    pub clusters: Vec<crate::api::ClusterEvents>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -613,9 +616,16 @@ pub fn team(
                 .into_iter()
                 .filter(|q| q.team == team && q.tier == tier_name)
                 .collect();
+            let clusters = index
+                .team_budgets
+                .get(team)
+                .and_then(|s| s.tiers.iter().find(|t| t.tier == tier_name))
+                .map(|t| t.clusters.clone())
+                .unwrap_or_default();
             TeamTier {
                 row: team_row(index, policy, team, &tier_name, &namespaces, a, now),
                 queue,
+                clusters,
                 tier: tier_name,
                 namespaces,
                 slos,
