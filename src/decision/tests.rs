@@ -3381,3 +3381,28 @@ fn queues_lists_every_teams_queue_oldest_first() {
         ]
     );
 }
+
+#[test]
+fn a_team_cannot_forge_its_place_in_the_queue_or_a_queue_entry() {
+    // An older queued-since, to jump the queue: the webhook puts the real one back.
+    let forged = queued_checkout().annotation(keys::QUEUED_SINCE, "2026-01-01T00:00:00Z");
+    let d = decide_now(mk_update(queued_checkout(), forged), queueing(exhausted()));
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "add", "path": "/metadata/annotations/budgetgate.dev~1queued-since", "value": "2026-11-29T09:30:00Z"}])
+    );
+    // queued-since on a Deployment that is not queued (the controller would start it as a
+    // queued rollout, skipping admission): removed.
+    let running = mk_deployment("checkout").image("v1");
+    let d = decide_now(
+        mk_update(
+            running.clone(),
+            running.annotation(keys::QUEUED_SINCE, "2026-01-01T00:00:00Z"),
+        ),
+        queueing(healthy()),
+    );
+    assert_eq!(
+        patch_of(&d),
+        json!([{"op": "remove", "path": "/metadata/annotations/budgetgate.dev~1queued-since"}])
+    );
+}
