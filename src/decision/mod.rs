@@ -135,6 +135,9 @@ pub struct Decision {
     /// The rollout was admitted paused into the team's queue instead of denied
     /// (`onExhausted: queue`); `reason` says which freeze holds it.
     pub queued: bool,
+    /// Why the budget rules refuse, in the denial's own words without its frame (who, and
+    /// what is still allowed): what a queued rollout waits for.
+    pub refusal: Option<String>,
 }
 
 impl Decision {
@@ -148,14 +151,25 @@ impl Decision {
                 .unwrap_or_default()
                 .to_owned()
         };
+        let namespace = req.namespace.clone().unwrap_or_else(|| meta("namespace"));
+        let name = if req.name.is_empty() {
+            meta("name")
+        } else {
+            req.name.clone()
+        };
         Decision {
             uid: req.uid.clone(),
-            namespace: req.namespace.clone().unwrap_or_else(|| meta("namespace")),
-            name: if req.name.is_empty() {
-                meta("name")
-            } else {
-                req.name.clone()
-            },
+            dry_run: req.dry_run.unwrap_or(false),
+            ..Decision::blank(namespace, name, reason)
+        }
+    }
+
+    /// A decision about `namespace/name` with nothing decided yet.
+    fn blank(namespace: String, name: String, reason: Reason) -> Decision {
+        Decision {
+            uid: String::new(),
+            namespace,
+            name,
             team: None,
             tier: None,
             class: None,
@@ -169,8 +183,9 @@ impl Decision {
             canary: None,
             exception: None,
             patch: json_patch::Patch(Vec::new()),
-            dry_run: req.dry_run.unwrap_or(false),
+            dry_run: false,
             queued: false,
+            refusal: None,
         }
     }
 
@@ -791,6 +806,7 @@ impl Context<'_> {
         }
         d.reason = refusal.reason;
         d.would_deny = true;
+        d.refusal = Some(refusal.long.clone());
         let what = match d.class {
             Some(ChangeClass::Create) => "creation",
             _ => "rollout",

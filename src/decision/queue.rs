@@ -7,7 +7,7 @@
 //! what an apply would be refused. Pure, like the decision.
 
 use super::{Context, Decision, Reason};
-use crate::api::{Enforcement, Plan, ReleasePhase, Timestamp};
+use crate::api::{Plan, ReleasePhase, Timestamp};
 use crate::index::{Index, ObjectKey};
 use std::collections::BTreeMap;
 
@@ -104,36 +104,18 @@ pub fn judge(
     };
     let view = ctx.budget_view();
     let mut d = Decision {
-        uid: String::new(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
         team: Some(team.clone()),
         tier: Some(tier_name.clone()),
         class: Some(super::ChangeClass::Rollout),
-        mode: Enforcement::Enforce,
-        reason: Reason::NotApplicable,
-        would_deny: false,
-        message: None,
-        warnings: Vec::new(),
-        remaining: None,
-        band: None,
-        canary: None,
-        exception: None,
-        patch: json_patch::Patch(Vec::new()),
-        dry_run: false,
-        queued: false,
+        ..Decision::blank(
+            key.namespace.clone(),
+            key.name.clone(),
+            Reason::NotApplicable,
+        )
     };
     let canary = ctx.gate(&mut d, &view, progressive, revision);
     if d.would_deny {
-        // The denial's own words, without its frame (who, and what is still allowed).
-        let head = format!("deployment {key} (team {team}, tier {tier_name}): ");
-        let why = d
-            .message
-            .as_deref()
-            .and_then(|m| m.split_once(head.as_str()).map(|(_, rest)| rest))
-            .and_then(|m| m.split(". Still allowed").next())
-            .unwrap_or("frozen")
-            .to_owned();
+        let why = d.refusal.clone().unwrap_or_else(|| "frozen".to_owned());
         return QueueVerdict::Wait {
             position,
             reason: why,

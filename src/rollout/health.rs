@@ -51,7 +51,7 @@ pub fn health(
     exhausted_at_start: bool,
     now: Timestamp,
 ) -> Health {
-    health_with(
+    floor(
         index,
         tier,
         team,
@@ -81,7 +81,7 @@ pub fn health_in_cluster(
     cluster: &str,
     readings: &[SloReading],
 ) -> Health {
-    health_with(
+    floor(
         index,
         tier,
         team,
@@ -114,8 +114,9 @@ fn local_burns(readings: &[SloReading]) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// [`health`], or with `local` = (this cluster, the check's readings) [`health_in_cluster`].
 #[allow(clippy::too_many_arguments)]
-fn health_with(
+pub fn floor(
     index: &Index,
     tier: &Tier,
     team: &str,

@@ -21,7 +21,7 @@ pub mod objects;
 mod tests;
 
 pub use analysis::Verdict;
-pub use health::{Health, health, health_in_cluster};
+pub use health::{Health, floor, health, health_in_cluster};
 pub use ledger::ReleaseView;
 pub use objects::{CanaryState, CanaryView};
 

@@ -376,28 +376,16 @@ async fn gather(
             let exhausted_at_start = ledger::exhausted_at_start(tier, release.as_ref());
             // Named in a global view: the floor is this cluster's whole service.
             let cluster = ctx.tracks.as_ref().and_then(|t| t.cluster.as_deref());
-            let floor = match cluster {
-                Some(cluster) => rollout::health_in_cluster(
-                    index,
-                    tier,
-                    team,
-                    &namespace,
-                    d.labels(),
-                    exhausted_at_start,
-                    now,
-                    cluster,
-                    &readings,
-                ),
-                None => rollout::health(
-                    index,
-                    tier,
-                    team,
-                    &namespace,
-                    d.labels(),
-                    exhausted_at_start,
-                    now,
-                ),
-            };
+            let floor = rollout::floor(
+                index,
+                tier,
+                team,
+                &namespace,
+                d.labels(),
+                exhausted_at_start,
+                now,
+                cluster.map(|c| (c, readings.as_slice())),
+            );
             analysis::judge(&readings, &floor, &tier.canary)
         }
         _ => analysis::Check {
