@@ -1,7 +1,7 @@
 //! traffic-sim: request metrics for the pods of a cluster whose pods run no code (kwok).
 //!
 //! Watches every Pod; each Ready, non-terminating pod that a ReplicaSet controls "serves"
-//! `--rate` requests per second, counted in `http_requests_total{namespace, deployment, pod,
+//! `--rate` requests per second (unless an HTTPRoute feeds it, below), counted in `http_requests_total{namespace, deployment, pod,
 //! track, code}` and `http_request_duration_seconds{namespace, deployment, pod, track}`,
 //! served on `--listen` at `/metrics` (OpenMetrics) for Prometheus to scrape. How a pod
 //! behaves is what was deployed: an image tag ending `-faulty` answers every 5th request
@@ -23,50 +23,78 @@
 //! a real cluster; a pod then serves nothing until its endpoint has been scraped once, so
 //! the first sample is the 0 its counters start at.
 //!
+//! The simulator is also the Gateway of every Gateway API HTTPRoute
+//! (`gateway.networking.k8s.io/v1`; without the CRDs it simulates without routes and
+//! retries the watch with backoff). Each second a route receives `--route-rate` requests
+//! (200), or its annotation `traffic-sim/rate`, split evenly over its rules, a rule's over
+//! its backendRefs by weight (absent: 1; only Services of the route's namespace), a
+//! backend's evenly over the Ready pod endpoints of the Service's EndpointSlices, the
+//! remainder round-robin; remainders carry over, so a 5% weight of 200/s is exactly 10/s and
+//! 1% of 150/s is 1.5/s over time. A pod selected by a route's backend Service gets only
+//! what routes send it, never `--rate`, and answers as its image tag says. What the gateway
+//! sent is counted in `traffic_sim_route_requests_total{namespace, route, backend, code}`:
+//! `200`/`500` as the pods answered, `503` for requests of a Service that is missing or has
+//! no Ready endpoint. Requests for a Service whose Ready pods do not count yet (just
+//! started, not yet scraped) are not counted anywhere. As a gateway controller, it writes
+//! each route's `status.parents`: per parentRef, controller `budgetgate.dev/traffic-sim`,
+//! `Accepted` and `ResolvedRefs` (False, `BackendNotFound`, while a backend Service is
+//! missing), only when that changes. See `gateway.rs`.
+//!
 //! cargo run --example traffic-sim -- --kubeconfig e2e/.run/kubeconfig --listen 127.0.0.1:22492
 
 #![forbid(unsafe_code)]
 
+mod gateway;
 mod traffic;
 
 use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
+use gateway::{Gateway, RouteKey, Target};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use traffic::{PodKey, Serving};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "traffic-sim",
     about = "Simulated request metrics for every Ready pod of a cluster, by image tag: \
-             -faulty = 20% errors, -errP = P% errors, -slow = 1.5 s, else healthy"
+             -faulty = 20% errors, -errP = P% errors, -slow = 1.5 s, else healthy; \
+             HTTPRoutes' traffic goes by their backendRef weights"
 )]
 struct Args {
-    /// Kubeconfig to watch Pods with (default: in-cluster or ~/.kube/config).
+    /// Kubeconfig to watch Pods, Services, EndpointSlices and HTTPRoutes with, and write
+    /// route status (default: in-cluster or ~/.kube/config).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Where /metrics and /healthz are served.
     #[arg(long, env = "TRAFFIC_SIM_LISTEN", default_value = "127.0.0.1:22492")]
     listen: SocketAddr,
-    /// Requests per second each serving pod receives.
+    /// Requests per second each serving pod receives (pods behind an HTTPRoute's backend
+    /// Services get only what their routes send).
     #[arg(long, env = "TRAFFIC_SIM_RATE", default_value_t = 20)]
     rate: u64,
+    /// Requests per second each HTTPRoute receives, unless its `traffic-sim/rate`
+    /// annotation says otherwise.
+    #[arg(long, env = "TRAFFIC_SIM_ROUTE_RATE", default_value_t = 200)]
+    route_rate: u64,
     /// Write the per-pod endpoints here as Prometheus file_sd targets (JSON), and count a
     /// pod's requests only once its endpoint has been scraped.
     #[arg(long)]
@@ -88,6 +116,26 @@ struct DurationLabels {
     deployment: String,
     pod: String,
     track: &'static str,
+}
+
+/// What the gateway sent a route's backend, by how it was answered (`503`: not placed).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct RouteLabels {
+    namespace: String,
+    route: String,
+    backend: String,
+    code: &'static str,
+}
+
+const ROUTE_CODES: [&str; 3] = ["200", "500", "503"];
+
+fn route_labels(route: &RouteKey, backend: &str, code: &'static str) -> RouteLabels {
+    RouteLabels {
+        namespace: route.namespace.clone(),
+        route: route.name.clone(),
+        backend: backend.to_owned(),
+        code,
+    }
 }
 
 fn requests_labels(key: &PodKey, code: &'static str) -> RequestLabels {
@@ -195,6 +243,9 @@ struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    routes: Family<RouteLabels, Counter>,
+    /// The route series that exist, to drop those of routes and backends gone.
+    route_series: Mutex<BTreeSet<RouteLabels>>,
     /// Per pod, by (namespace, pod).
     pods: Mutex<BTreeMap<(String, String), Arc<PodEndpoint>>>,
 }
@@ -216,12 +267,41 @@ impl Metrics {
             "Simulated request latency, by pod",
             duration.clone(),
         );
+        let routes = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "traffic_sim_route_requests",
+            "Requests the simulated gateway sent each HTTPRoute backend, by the pods' answer \
+             (503: no Ready endpoint or no such Service)",
+            routes.clone(),
+        );
         Metrics {
             registry,
             requests,
             duration,
+            routes,
+            route_series: Mutex::default(),
             pods: Mutex::default(),
         }
+    }
+
+    /// Makes every (route, backend) series exist, at 0 when new, and drops the others.
+    fn route_backends(&self, routes: &[gateway::Route]) {
+        let now: BTreeSet<RouteLabels> = routes
+            .iter()
+            .flat_map(|r| {
+                r.services().into_iter().flat_map(move |backend| {
+                    ROUTE_CODES.map(|code| route_labels(&r.key, backend, code))
+                })
+            })
+            .collect();
+        let mut series = lock(&self.route_series);
+        for gone in series.difference(&now) {
+            self.routes.remove(gone);
+        }
+        for labels in &now {
+            let _ = self.routes.get_or_create(labels);
+        }
+        *series = now;
     }
 
     fn start(&self, key: &PodKey) {
@@ -309,16 +389,53 @@ struct Active {
     sent: u64,
 }
 
-/// One tick: stop pods that ended, start those that began serving (their series at 0 until
-/// the next tick, so a scrape can see the start; with `gated`, until their endpoint has
-/// been scraped), and count `n` requests for every pod already serving. True when the set
-/// of serving pods changed.
+/// What the gateway sees in a tick.
+struct Routing<'a> {
+    routes: &'a [gateway::Route],
+    cluster: &'a gateway::Cluster,
+    /// Pods (namespace, name) behind a route's backend Service: they get only what the
+    /// routes send them, not `--rate`.
+    routed: &'a BTreeSet<(String, String)>,
+}
+
+/// A tick without routes: every serving pod gets `n` requests.
+#[cfg(test)]
 fn tick(
     metrics: &Metrics,
     active: &mut BTreeMap<PodKey, Active>,
     now: Vec<Serving>,
     n: u64,
     gated: bool,
+) -> bool {
+    let routing = Routing {
+        routes: &[],
+        cluster: &gateway::Cluster::default(),
+        routed: &BTreeSet::new(),
+    };
+    tick_routed(
+        metrics,
+        active,
+        now,
+        n,
+        gated,
+        &mut Gateway::default(),
+        &routing,
+    )
+}
+
+/// One tick: stop pods that ended, start those that began serving (their series at 0 until
+/// the next tick, so a scrape can see the start; with `gated`, until their endpoint has
+/// been scraped), count `n` requests for every pod already serving that no route feeds,
+/// and send every route's requests through the gateway. True when the set of serving pods
+/// changed.
+fn tick_routed(
+    metrics: &Metrics,
+    active: &mut BTreeMap<PodKey, Active>,
+    now: Vec<Serving>,
+    n: u64,
+    gated: bool,
+    gateway: &mut Gateway,
+    routing: &Routing<'_>,
 ) -> bool {
     let before = active.len();
     let mut seen: BTreeMap<PodKey, Serving> = now.into_iter().map(|s| (s.key.clone(), s)).collect();
@@ -343,38 +460,76 @@ fn tick(
         });
     }
     let changed = !started.is_empty() || active.len() != before + started.len();
-    for (key, a) in active.iter_mut() {
-        if started.contains(key) {
-            continue;
-        }
-        let endpoint = metrics.endpoint(key);
-        if gated
-            && !endpoint
-                .as_ref()
-                .is_some_and(|e| e.scraped.load(Ordering::SeqCst))
+    // The pods that count requests this tick, by (namespace, pod).
+    let counting: BTreeMap<(String, String), PodKey> = active
+        .keys()
+        .filter(|key| !started.contains(key))
+        .filter(|key| {
+            !gated
+                || metrics
+                    .endpoint(key)
+                    .is_some_and(|e| e.scraped.load(Ordering::SeqCst))
+        })
+        .map(|key| (pod_id(key), key.clone()))
+        .collect();
+    for (id, key) in &counting {
+        if !routing.routed.contains(id)
+            && let Some(a) = active.get_mut(key)
         {
-            continue;
+            serve_requests(metrics, key, a, n);
         }
-        let behaviour = a.serving.behaviour;
-        let errors = traffic::errors_in(behaviour, a.sent, n);
-        metrics
-            .requests
-            .get_or_create(&requests_labels(key, "200"))
-            .inc_by(n - errors);
-        metrics
-            .requests
-            .get_or_create(&requests_labels(key, "500"))
-            .inc_by(errors);
-        let histogram = metrics.duration.get_or_create(&duration_labels(key));
-        for _ in 0..n {
-            histogram.observe(behaviour.latency_seconds());
+    }
+    metrics.route_backends(routing.routes);
+    let sent = gateway.tick(routing.routes, routing.cluster, |namespace, pod| {
+        counting.contains_key(&(namespace.to_owned(), pod.to_owned()))
+    });
+    for s in sent {
+        let count = |code, n| {
+            metrics
+                .routes
+                .get_or_create(&route_labels(&s.route, &s.backend, code))
+                .inc_by(n);
+        };
+        match &s.target {
+            Target::Pod(pod) => {
+                let id = (s.route.namespace.clone(), pod.clone());
+                if let Some(key) = counting.get(&id)
+                    && let Some(a) = active.get_mut(key)
+                {
+                    let errors = serve_requests(metrics, key, a, s.requests);
+                    count("200", s.requests - errors);
+                    count("500", errors);
+                }
+            }
+            Target::Unplaced => count("503", s.requests),
+            Target::Uncounted => {}
         }
-        if let Some(endpoint) = endpoint {
-            endpoint.count(key, n - errors, errors, behaviour.latency_seconds());
-        }
-        a.sent += n;
     }
     changed
+}
+
+/// `n` requests answered by a serving pod, as its image says, counted in its series;
+/// returns how many failed.
+fn serve_requests(metrics: &Metrics, key: &PodKey, a: &mut Active, n: u64) -> u64 {
+    let behaviour = a.serving.behaviour;
+    let errors = traffic::errors_in(behaviour, a.sent, n);
+    metrics
+        .requests
+        .get_or_create(&requests_labels(key, "200"))
+        .inc_by(n - errors);
+    metrics
+        .requests
+        .get_or_create(&requests_labels(key, "500"))
+        .inc_by(errors);
+    let histogram = metrics.duration.get_or_create(&duration_labels(key));
+    for _ in 0..n {
+        histogram.observe(behaviour.latency_seconds());
+    }
+    if let Some(endpoint) = metrics.endpoint(key) {
+        endpoint.count(key, n - errors, errors, behaviour.latency_seconds());
+    }
+    a.sent += n;
+    errors
 }
 
 fn main() -> std::process::ExitCode {
@@ -410,26 +565,58 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listener_addr = listener.local_addr()?;
-    tracing::info!(listen = %listener_addr, rate = args.rate, "serving /metrics");
+    tracing::info!(listen = %listener_addr, rate = args.rate, route_rate = args.route_rate,
+        "serving /metrics");
     tokio::spawn(serve(listener, metrics.clone()));
 
     let (store, writer) = reflector::store::<Pod>();
-    let pods = watcher(Api::<Pod>::all(client), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .for_each(|event| async move {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "pod watch failed; retrying");
-            }
-        });
-    tokio::spawn(pods);
-    store
-        .wait_until_ready()
-        .await
-        .context("the pod watch ended before its first list")?;
-    tracing::info!("pods listed; simulating traffic");
+    spawn_watch(Api::<Pod>::all(client.clone()), writer, "pod", None);
+    let (services, writer) = reflector::store::<Service>();
+    spawn_watch(Api::<Service>::all(client.clone()), writer, "Service", None);
+    let (slices, writer) = reflector::store::<EndpointSlice>();
+    spawn_watch(
+        Api::<EndpointSlice>::all(client.clone()),
+        writer,
+        "EndpointSlice",
+        None,
+    );
+    let route_resource = http_route_resource();
+    let writer = reflector::store::Writer::<DynamicObject>::new(route_resource.clone());
+    let routes = writer.as_reader();
+    let routes_failed = Arc::new(tokio::sync::Notify::new());
+    spawn_watch(
+        Api::<DynamicObject>::all_with(client.clone(), &route_resource),
+        writer,
+        "HTTPRoute",
+        Some(routes_failed.clone()),
+    );
+    for (store_ready, what) in [
+        (store.wait_until_ready().await, "pod"),
+        (services.wait_until_ready().await, "Service"),
+        (slices.wait_until_ready().await, "EndpointSlice"),
+    ] {
+        store_ready.with_context(|| format!("the {what} watch ended before its first list"))?;
+    }
+    // Without the Gateway API CRDs the route watch never lists: go on without routes.
+    tokio::select! {
+        ready = routes.wait_until_ready() => {
+            ready.context("the HTTPRoute watch ended before its first list")?;
+            tracing::info!("pods, Services, EndpointSlices and HTTPRoutes listed; simulating traffic");
+        }
+        () = routes_failed.notified() => {
+            tracing::info!("pods, Services and EndpointSlices listed; simulating traffic, \
+                without routes until HTTPRoutes list");
+        }
+    }
 
     let mut active = BTreeMap::new();
+    let mut gateway = Gateway::default();
+    let mut route_log = RouteLog::default();
+    let status = StatusWriter {
+        client,
+        resource: route_resource,
+        written: Arc::default(),
+    };
     let listen = listener_addr;
     if let Some(path) = &args.targets {
         write_targets(path, &targets_file(listen, &active));
@@ -443,24 +630,225 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
-        let now = store
-            .state()
+        let pods = store.state();
+        let now = pods
             .iter()
             .filter_map(|pod| traffic::serving(pod))
             .collect();
-        if tick(
+        let routes: Vec<gateway::Route> = routes
+            .state()
+            .iter()
+            .filter_map(|route| gateway::parse_route(route, args.route_rate))
+            .collect();
+        let mut cluster = gateway::Cluster::default();
+        if !routes.is_empty() {
+            for service in services.state() {
+                cluster.add_service(&service);
+            }
+            for slice in slices.state() {
+                cluster.add_slice(&slice);
+            }
+        }
+        let no_labels = gateway::Labels::new();
+        let routed = gateway::routed(
+            &routes,
+            &cluster,
+            pods.iter().filter_map(|pod| {
+                let meta = &pod.metadata;
+                Some((
+                    meta.namespace.as_deref()?,
+                    meta.name.as_deref()?,
+                    meta.labels.as_ref().unwrap_or(&no_labels),
+                ))
+            }),
+        );
+        route_log.log(&routes);
+        let routing = Routing {
+            routes: &routes,
+            cluster: &cluster,
+            routed: &routed,
+        };
+        if tick_routed(
             &metrics,
             &mut active,
             now,
             args.rate,
             args.targets.is_some(),
+            &mut gateway,
+            &routing,
         ) && let Some(path) = &args.targets
         {
             write_targets(path, &targets_file(listen, &active));
         }
+        status.write(&routes, &cluster);
     }
     tracing::info!("stop requested");
     Ok(())
+}
+
+/// HTTPRoute, `gateway.networking.k8s.io/v1`.
+fn http_route_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    ApiResource::from_gvk_with_plural(&gvk, "httproutes")
+}
+
+/// Keeps `writer`'s store in step with `api`, retrying with backoff. A failing watch is
+/// logged once when it starts failing and once when it lists again, not on every retry;
+/// `failed` (if any) is told of each failure.
+fn spawn_watch<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    what: &'static str,
+    failed: Option<Arc<tokio::sync::Notify>>,
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let mut failing = false;
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(move |event| {
+            match event {
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e,
+                            "{what} watch failed; retrying with backoff (logged again once it lists)");
+                    }
+                    failing = true;
+                    if let Some(failed) = &failed {
+                        failed.notify_one();
+                    }
+                }
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("{what} watch listing again");
+                }
+                Ok(_) => {}
+            }
+            std::future::ready(())
+        });
+    tokio::spawn(stream);
+}
+
+/// Logs what each route sends where when it changes, and each of its notes once.
+#[derive(Default)]
+struct RouteLog {
+    seen: BTreeMap<RouteKey, (u64, Vec<gateway::Rule>, Vec<String>)>,
+}
+
+impl RouteLog {
+    fn log(&mut self, routes: &[gateway::Route]) {
+        self.seen
+            .retain(|key, _| routes.iter().any(|r| &r.key == key));
+        for route in routes {
+            let now = (route.rate, route.rules.clone(), route.notes.clone());
+            let before = self.seen.get(&route.key);
+            if before.is_none_or(|(rate, rules, _)| (rate, rules) != (&now.0, &now.1)) {
+                let rules: Vec<String> = route
+                    .rules
+                    .iter()
+                    .map(|rule| {
+                        rule.backends
+                            .iter()
+                            .map(|b| format!("{}={}", b.service, b.weight))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                tracing::info!(namespace = %route.key.namespace, route = %route.key.name,
+                    rate = route.rate, rules = ?rules, "route: requests/s over rules of Service=weight");
+            }
+            for note in &route.notes {
+                if !before.is_some_and(|(_, _, notes)| notes.contains(note)) {
+                    tracing::warn!(namespace = %route.key.namespace, route = %route.key.name, "{note}");
+                }
+            }
+            self.seen.insert(route.key.clone(), now);
+        }
+    }
+}
+
+/// How long a failed route status write waits before it is tried again.
+const STATUS_RETRY: Duration = Duration::from_secs(10);
+
+/// Writes each route's status as a gateway controller would, off the tick, once per
+/// change.
+struct StatusWriter {
+    client: Client,
+    resource: ApiResource,
+    written: Arc<Mutex<BTreeMap<RouteKey, Written>>>,
+}
+
+/// The last status patch sent for a route, against which version of it.
+struct Written {
+    resource_version: Option<String>,
+    patch: serde_json::Value,
+    failed: Option<Instant>,
+}
+
+impl StatusWriter {
+    fn write(&self, routes: &[gateway::Route], cluster: &gateway::Cluster) {
+        let now = jiff::Timestamp::now();
+        let now = jiff::Timestamp::from_second(now.as_second())
+            .unwrap_or(now)
+            .to_string();
+        let mut written = lock(&self.written);
+        written.retain(|key, _| routes.iter().any(|r| &r.key == key));
+        for route in routes {
+            let missing = gateway::missing_services(route, cluster);
+            let Some(patch) = gateway::status_patch(route, &missing, &now) else {
+                continue;
+            };
+            // Sent already, and the watch has not shown the route since (or it failed
+            // less than STATUS_RETRY ago).
+            if written.get(&route.key).is_some_and(|w| {
+                w.resource_version == route.resource_version
+                    && gateway::same_ignoring_times(&w.patch, &patch)
+                    && w.failed.is_none_or(|at| at.elapsed() < STATUS_RETRY)
+            }) {
+                continue;
+            }
+            written.insert(
+                route.key.clone(),
+                Written {
+                    resource_version: route.resource_version.clone(),
+                    patch: patch.clone(),
+                    failed: None,
+                },
+            );
+            let api = Api::<DynamicObject>::namespaced_with(
+                self.client.clone(),
+                &route.key.namespace,
+                &self.resource,
+            );
+            let key = route.key.clone();
+            let book = self.written.clone();
+            tokio::spawn(async move {
+                let result = api
+                    .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+                match result {
+                    Ok(_) => tracing::info!(namespace = %key.namespace, route = %key.name,
+                        missing = ?missing, "route status written"),
+                    Err(e) => {
+                        tracing::warn!(namespace = %key.namespace, route = %key.name, error = %e,
+                            "cannot write the route status; trying again in {}s",
+                            STATUS_RETRY.as_secs());
+                        if let Some(w) = lock(&book).get_mut(&key) {
+                            w.failed = Some(Instant::now());
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
@@ -565,6 +953,122 @@ mod tests {
         assert!(text.contains(r#"http_request_duration_seconds_bucket{le="0.1",namespace="shop",deployment="web",pod="web-a",track="stable"} 20"#), "{text}");
         tick(&metrics, &mut active, vec![], 20, false);
         assert!(!metrics.encode().contains("web-a"));
+    }
+
+    #[test]
+    fn routed_pods_get_only_what_the_routes_send_and_the_gateway_counts_it() {
+        let metrics = Metrics::new();
+        let mut active = BTreeMap::new();
+        let mut canary = serving("web-canary-x", Behaviour::Faulty);
+        canary.key.track = "canary";
+        let pods = || {
+            vec![
+                serving("web-a", Behaviour::Healthy),
+                canary.clone(),
+                serving("api-a", Behaviour::Healthy),
+            ]
+        };
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"rules": [{"backendRefs": [
+                {"name": "web", "weight": 95}, {"name": "web-canary", "weight": 5}
+            ]}]}
+        }))
+        .unwrap();
+        let routes = [gateway::parse_route(&object, 200).unwrap()];
+        let mut cluster = gateway::Cluster::default();
+        for (service, pod) in [("web", "web-a"), ("web-canary", "web-canary-x")] {
+            let id = ("shop".to_owned(), service.to_owned());
+            cluster
+                .services
+                .insert(id.clone(), [("app".into(), service.into())].into());
+            cluster.endpoints.insert(id, vec![pod.into()]);
+        }
+        let routed = BTreeSet::from([
+            ("shop".to_owned(), "web-a".to_owned()),
+            ("shop".to_owned(), "web-canary-x".to_owned()),
+        ]);
+        let mut gateway = Gateway::default();
+        let mut tick = |cluster: &gateway::Cluster| {
+            let routing = Routing {
+                routes: &routes,
+                cluster,
+                routed: &routed,
+            };
+            tick_routed(
+                &metrics,
+                &mut active,
+                pods(),
+                20,
+                false,
+                &mut gateway,
+                &routing,
+            )
+        };
+        let route = |backend: &str, code: &str, n: u64| {
+            format!(
+                "traffic_sim_route_requests_total{{namespace=\"shop\",route=\"web\",\
+                 backend=\"{backend}\",code=\"{code}\"}} {n}\n"
+            )
+        };
+        let pod = |pod: &str, code: &str, n: u64| {
+            format!(
+                r#"pod="{pod}",track="{}",code="{code}"}} {n}"#,
+                if pod.contains("canary") {
+                    "canary"
+                } else {
+                    "stable"
+                }
+            )
+        };
+        // Starting: nothing counted yet, every series at 0 (503 too).
+        assert!(tick(&cluster));
+        let text = metrics.encode();
+        for (backend, code) in [("web", "200"), ("web-canary", "500"), ("web-canary", "503")] {
+            assert!(text.contains(&route(backend, code, 0)), "{text}");
+        }
+        // 95/5 of 200: the canary's faulty image fails every 5th of its 10; the unrouted
+        // pod gets its 20.
+        assert!(!tick(&cluster));
+        let text = metrics.encode();
+        for want in [
+            route("web", "200", 190),
+            route("web", "503", 0),
+            route("web-canary", "200", 8),
+            route("web-canary", "500", 2),
+            route("web-canary", "503", 0),
+            pod("web-a", "200", 190),
+            pod("web-canary-x", "200", 8),
+            pod("web-canary-x", "500", 2),
+            pod("api-a", "200", 20),
+        ] {
+            assert!(text.contains(&want), "{want} in {text}");
+        }
+        // The canary Service gone: its share is the gateway's 503s.
+        let mut without = cluster.clone();
+        without
+            .services
+            .remove(&("shop".to_owned(), "web-canary".to_owned()));
+        tick(&without);
+        let text = metrics.encode();
+        for want in [
+            route("web", "200", 380),
+            route("web-canary", "503", 10),
+            pod("web-canary-x", "200", 8),
+            pod("api-a", "200", 40),
+        ] {
+            assert!(text.contains(&want), "{want} in {text}");
+        }
+    }
+
+    #[test]
+    fn routes_are_watched_and_patched_at_the_gateway_api_path() {
+        let resource = http_route_resource();
+        assert_eq!(resource.api_version, "gateway.networking.k8s.io/v1");
+        assert_eq!(
+            DynamicObject::url_path(&resource, Some("shop")),
+            "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes"
+        );
     }
 
     #[test]
