@@ -90,8 +90,14 @@ pub struct ReleaseStatus {
     pub phase: Option<ReleasePhase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<u32>,
+    /// The canary's share: of the route's traffic when the Deployment routes through an
+    /// HTTPRoute, else of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// With an HTTPRoute: where its traffic goes and the replica split
+    /// (`HTTPRoute web: 95% to Service web (10 pods), 5% to Service web-canary (1 pod); accepted by its gateway`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage_started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,7 @@ pub mod analysis;
 mod health;
 pub mod ledger;
 pub mod objects;
+pub mod route;
 #[cfg(test)]
 mod tests;
 
@@ -153,7 +154,37 @@ pub struct Input<'a> {
     /// The last error the apiserver gave a write of this rollout, while it keeps failing:
     /// it counts against `progressDeadline` like an unavailable canary.
     pub last_error: Option<&'a str>,
+    /// Set when the Deployment routes its canary's traffic through an HTTPRoute.
+    pub routing: Option<&'a Routing>,
     pub now: Timestamp,
+}
+
+/// The canary Service of a routed Deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CanaryService {
+    /// Absent, or the stable Service not yet kept to the stable pods.
+    #[default]
+    Missing,
+    /// In place, without a ready endpoint yet: no weight may name it.
+    Unready,
+    /// In place with a ready endpoint.
+    Ready,
+}
+
+/// A Deployment's traffic routing (DESIGN §7.9) as the controller found it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Routing {
+    /// Why the annotations, the route or the Services cannot carry the canary's weight.
+    pub broken: Option<String>,
+    /// The canary's weight, when the route carries it on every managed rule with the canary
+    /// Service in place and the stable Service kept to the stable pods; else `None`.
+    pub weight: Option<u32>,
+    /// Where the canary Service stands.
+    pub service: CanaryService,
+    /// Canary references in the route or the canary Service are still in place.
+    pub leftovers: bool,
+    /// The stable Service is still kept to the stable pods.
+    pub restricted: bool,
 }
 
 /// Why a canary holds without a judgement.
@@ -262,6 +293,16 @@ pub enum Action {
     },
     /// Restore the serving template, unpause, delete the owned canary, close the Release.
     RollBack(RollBack),
+    /// Give the canary exactly `weight` percent of the route's traffic: the canary Service,
+    /// the stable Service kept to the stable pods, the weights on the route.
+    SyncTraffic {
+        release: String,
+        stage: usize,
+        weight: u32,
+    },
+    /// No canary in progress, but its routing is still in place: canary weight 0, the canary
+    /// references and Service removed, the stable Service's selector given back.
+    RemoveTraffic,
 }
 
 /// Canary replicas for weight `w` percent next to `stable` replicas:
@@ -273,6 +314,16 @@ pub fn canary_replicas(stable: u32, weight: u32) -> u32 {
     let n = f64::from(stable);
     let w = f64::from(weight);
     ((n * w / (100.0 - w)).round() as u32).max(1)
+}
+
+/// Canary replicas at a stage: by replica ratio, or for an exact traffic weight when the
+/// route carries the weight ([`route::canary_replicas`]).
+pub fn stage_replicas(stable: u32, weight: u32, routed: bool) -> u32 {
+    if routed {
+        route::canary_replicas(stable, weight)
+    } else {
+        canary_replicas(stable, weight)
+    }
 }
 
 /// The share of pods the canary really has, in percent.
@@ -292,8 +343,14 @@ pub fn next(input: &Input) -> Action {
     let d = input.deployment;
     let progress = match &d.progress {
         None => {
+            // Traffic leaves the canary before the canary goes.
+            if input.routing.is_some_and(|r| r.leftovers) {
+                return Action::RemoveTraffic;
+            }
             return match input.canary {
                 CanaryState::Owned(c) => Action::RemoveCanary { canary: c.into() },
+                // The stable Service takes the canary's pods back only once they are gone.
+                _ if input.routing.is_some_and(|r| r.restricted) => Action::RemoveTraffic,
                 _ => Action::Idle,
             };
         }
@@ -425,7 +482,27 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
     };
     let waited = elapsed(started, input.now);
     let deadline = &input.canary_spec.progress_deadline;
-    let replicas = canary_replicas(d.replicas, weight);
+    let routing = input.routing;
+    if let Some(why) = routing.and_then(|r| r.broken.as_deref()) {
+        // Like a canary that cannot be made available: a route created a moment after the
+        // Deployment (a GitOps sync) is waited for, up to progressDeadline.
+        if waited >= deadline.seconds() {
+            return Action::RollBack(RollBack {
+                release: Some(release.name.clone()),
+                revision: progress.revision.clone(),
+                reason: format!(
+                    "the canary's traffic cannot be routed within progressDeadline {deadline}: {why}"
+                ),
+                by_hand: None,
+                outcome: ReleasePhase::Failed,
+                canary: input.canary.owned().map(OwnedCanary::from),
+            });
+        }
+        return Action::Wait {
+            reason: format!("the canary's traffic cannot be routed: {why}"),
+        };
+    }
+    let replicas = stage_replicas(d.replicas, weight, routing.is_some());
     let canary = input.canary.owned();
     let in_shape = canary.filter(|c| c.revision == progress.revision && c.replicas == replicas);
     if in_shape.is_none_or(|c| c.available < c.replicas) {
@@ -451,13 +528,55 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
                 stage,
                 revision: progress.revision.clone(),
                 replicas,
-                weight: effective_weight(d.replicas, replicas),
+                weight: if routing.is_some() {
+                    f64::from(weight)
+                } else {
+                    effective_weight(d.replicas, replicas)
+                },
                 canary_uid: canary.map(|c| c.uid.clone()),
             };
         }
         let c = canary.map_or((0, replicas), |c| (c.available, c.replicas));
         return Action::Wait {
             reason: format!("waiting for the canary to be available ({}/{})", c.0, c.1),
+        };
+    }
+    // Traffic goes to the canary only once its pods are available, and before any
+    // judgement of the stage.
+    if let Some(r) = routing.filter(|r| r.weight != Some(weight)) {
+        if waited >= deadline.seconds()
+            && let Some(error) = input.last_error
+        {
+            return roll_back(
+                input,
+                progress,
+                release,
+                format!(
+                    "the canary's traffic weight could not be set within progressDeadline {deadline} (last error: {error})"
+                ),
+                None,
+            );
+        }
+        if r.service == CanaryService::Unready {
+            if waited >= deadline.seconds() {
+                return roll_back(
+                    input,
+                    progress,
+                    release,
+                    format!(
+                        "the canary Service had no ready endpoint within progressDeadline {deadline}"
+                    ),
+                    None,
+                );
+            }
+            return Action::Wait {
+                reason: "waiting for a ready endpoint of the canary Service".into(),
+            };
+        }
+        return Action::SyncTraffic {
+            release: release.name.clone(),
+            stage,
+            weight,
         };
     }
     let manual = match d.action {
@@ -524,7 +643,7 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
         Some(&w) if w < 100 => Action::Advance {
             stage: stage + 1,
             weight: w,
-            replicas: canary_replicas(d.replicas, w),
+            replicas: stage_replicas(d.replicas, w, routing.is_some()),
             by_hand: manual,
         },
         _ => promote(progress, release, manual),

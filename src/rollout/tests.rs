@@ -146,6 +146,7 @@ fn run(
         canary_spec: &spec(),
         check_due: true,
         last_error: None,
+        routing: None,
         now: at(now),
     })
 }
@@ -401,6 +402,7 @@ fn writes_the_apiserver_keeps_refusing_hit_the_progress_deadline_with_the_error(
         canary_spec: &s,
         check_due: true,
         last_error: Some("applying the canary shop/web-canary: exceeded quota"),
+        routing: None,
         now: at(now),
     };
     // Before the deadline: try again.
@@ -540,6 +542,7 @@ fn a_failing_check_rolls_back_at_the_consecutive_failure_count() {
             canary_spec: &spec(),
             check_due: false,
             last_error: None,
+            routing: None,
             now: at(31),
         }),
         Action::Wait {
@@ -917,4 +920,245 @@ fn history_keeps_the_newest_ten_without_repeats() {
         "new,r0,r1,r2,r3,r4,r5,r6,r7,r8"
     );
     assert_eq!(ledger::release_name("web", NEW, 7), "web-bbbbbbbb-7");
+}
+
+// ---- traffic routing (DESIGN §7.9): 10 stable replicas, plan 5,25,50,100 ------------------
+
+fn routed_run(
+    d: &DeploymentView,
+    c: &CanaryState,
+    v: &Verdict,
+    routing: &Routing,
+    last_error: Option<&str>,
+    now: i64,
+) -> Action {
+    let mut d = d.clone();
+    d.replicas = 10;
+    if let Some(Ok(p)) = &mut d.progress {
+        p.plan.steps = vec![5, 25, 50, 100];
+    }
+    next(&Input {
+        deployment: &d,
+        canary: c,
+        release: Some(&progressing(0)),
+        verdict: v,
+        canary_spec: &spec(),
+        check_due: true,
+        last_error,
+        routing: Some(routing),
+        now: at(now),
+    })
+}
+
+fn routing(weight: Option<u32>) -> Routing {
+    Routing {
+        broken: None,
+        weight,
+        service: if weight.is_some() {
+            CanaryService::Ready
+        } else {
+            CanaryService::Missing
+        },
+        leftovers: weight.is_some(),
+        restricted: weight.is_some(),
+    }
+}
+
+#[test]
+fn routed_canary_gets_its_weight_only_once_available_and_before_any_judgement() {
+    let d = deployment(Stage::Canary(0), Some(0));
+    // Replicas for the exact weight: ceil(10·5/100) = 1, and the weight is the stage's.
+    assert_eq!(
+        routed_run(&d, &CanaryState::Absent, &pass(), &routing(None), None, 10),
+        sync(0, 1, 5.0, None)
+    );
+    assert_eq!(
+        routed_run(&d, &canary(NEW, 1, 0), &pass(), &routing(None), None, 20),
+        Action::Wait {
+            reason: "waiting for the canary to be available (0/1)".into()
+        }
+    );
+    let sync_traffic = Action::SyncTraffic {
+        release: RELEASE.into(),
+        stage: 0,
+        weight: 5,
+    };
+    assert_eq!(
+        routed_run(&d, &canary(NEW, 1, 1), &burning(), &routing(None), None, 30),
+        sync_traffic
+    );
+    // The canary Service waits for a ready endpoint before a weight names it, up to
+    // progressDeadline.
+    let unready = Routing {
+        service: CanaryService::Unready,
+        ..routing(None)
+    };
+    assert_eq!(
+        routed_run(&d, &canary(NEW, 1, 1), &pass(), &unready, None, 40),
+        Action::Wait {
+            reason: "waiting for a ready endpoint of the canary Service".into()
+        }
+    );
+    assert_eq!(
+        routed_run(&d, &canary(NEW, 1, 1), &pass(), &unready, None, 600),
+        rolled_back(
+            "the canary Service had no ready endpoint within progressDeadline 10m",
+            None
+        )
+    );
+    let ready = Routing {
+        service: CanaryService::Ready,
+        ..routing(None)
+    };
+    assert_eq!(
+        routed_run(&d, &canary(NEW, 1, 1), &pass(), &ready, None, 41),
+        sync_traffic
+    );
+    // A route left at another stage's weight is set again.
+    assert_eq!(
+        routed_run(
+            &d,
+            &canary(NEW, 1, 1),
+            &pass(),
+            &routing(Some(25)),
+            None,
+            30
+        ),
+        sync_traffic
+    );
+    // At its weight the stage is judged as usual.
+    assert_eq!(
+        routed_run(
+            &d,
+            &canary(NEW, 1, 1),
+            &pass(),
+            &routing(Some(5)),
+            None,
+            301
+        ),
+        advance(1, 25, 3, None)
+    );
+    let d = deployment(Stage::Canary(1), Some(0));
+    assert_eq!(
+        routed_run(&d, &canary(NEW, 1, 1), &pass(), &routing(Some(5)), None, 10),
+        sync(1, 3, 25.0, Some("u-canary"))
+    );
+    let d = deployment(Stage::Canary(2), Some(0));
+    assert_eq!(
+        routed_run(
+            &d,
+            &canary(NEW, 5, 5),
+            &pass(),
+            &routing(Some(50)),
+            None,
+            301
+        ),
+        promote(None)
+    );
+}
+
+#[test]
+fn a_route_that_cannot_carry_the_canary_is_waited_for_then_fails_the_rollout() {
+    let d = deployment(Stage::Canary(0), Some(0));
+    let broken = Routing {
+        broken: Some("HTTPRoute shop/web not found".into()),
+        weight: None,
+        service: CanaryService::Missing,
+        leftovers: false,
+        restricted: false,
+    };
+    assert_eq!(
+        routed_run(&d, &CanaryState::Absent, &pass(), &broken, None, 599),
+        Action::Wait {
+            reason: "the canary's traffic cannot be routed: HTTPRoute shop/web not found".into()
+        }
+    );
+    assert_eq!(
+        routed_run(&d, &canary(NEW, 1, 1), &pass(), &broken, None, 600),
+        Action::RollBack(RollBack {
+            release: Some(RELEASE.into()),
+            revision: NEW.into(),
+            reason: "the canary's traffic cannot be routed within progressDeadline 10m: HTTPRoute shop/web not found".into(),
+            by_hand: None,
+            outcome: ReleasePhase::Failed,
+            canary: owned(),
+        })
+    );
+    // A weight the apiserver keeps refusing counts against progressDeadline too.
+    assert_eq!(
+        routed_run(
+            &d,
+            &canary(NEW, 1, 1),
+            &pass(),
+            &routing(None),
+            Some("patching the route: conflict"),
+            600
+        ),
+        rolled_back(
+            "the canary's traffic weight could not be set within progressDeadline 10m (last error: patching the route: conflict)",
+            None
+        )
+    );
+}
+
+#[test]
+fn leftover_routing_goes_before_the_leftover_canary() {
+    let r = routing(Some(0));
+    let input = |c: &CanaryState| {
+        next(&Input {
+            deployment: &idle(),
+            canary: c,
+            release: None,
+            verdict: &pass(),
+            canary_spec: &spec(),
+            check_due: true,
+            last_error: None,
+            routing: Some(&r),
+            now: at(0),
+        })
+    };
+    assert_eq!(input(&canary(NEW, 1, 1)), Action::RemoveTraffic);
+    // Only the restriction left: the canary's pods go first.
+    let restricted = Routing {
+        restricted: true,
+        ..Routing::default()
+    };
+    let only = |c: &CanaryState| {
+        next(&Input {
+            deployment: &idle(),
+            canary: c,
+            release: None,
+            verdict: &pass(),
+            canary_spec: &spec(),
+            check_due: true,
+            last_error: None,
+            routing: Some(&restricted),
+            now: at(0),
+        })
+    };
+    assert!(matches!(
+        only(&canary(NEW, 1, 1)),
+        Action::RemoveCanary { .. }
+    ));
+    assert_eq!(only(&CanaryState::Absent), Action::RemoveTraffic);
+    let clean = Routing::default();
+    assert_eq!(
+        next(&Input {
+            deployment: &idle(),
+            canary: &canary(NEW, 1, 1),
+            release: None,
+            verdict: &pass(),
+            canary_spec: &spec(),
+            check_due: true,
+            last_error: None,
+            routing: Some(&clean),
+            now: at(0),
+        }),
+        Action::RemoveCanary {
+            canary: OwnedCanary {
+                name: "web-canary".into(),
+                uid: "u-canary".into()
+            }
+        }
+    );
 }

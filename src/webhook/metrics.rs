@@ -65,6 +65,7 @@ pub struct Metrics {
     pub reload_errors: Family<SourceLabel, Counter>,
     pub rollouts: Family<OutcomeLabels, Counter>,
     pub rollout_stage: Family<DeploymentLabels, Gauge>,
+    pub canary_weight: Family<DeploymentLabels, Gauge>,
     pub rollback_seconds: Histogram,
     pub reconcile_errors: Family<ErrorLabel, Counter>,
     pub queued_rollouts: Family<TeamLabel, Gauge>,
@@ -132,6 +133,12 @@ impl Default for Metrics {
             "Current canary stage of each Deployment with a canary in progress (1 = first)",
             rollout_stage.clone(),
         );
+        let canary_weight = Family::<DeploymentLabels, Gauge>::default();
+        registry.register(
+            "canary_weight",
+            "Percent of an HTTPRoute's traffic the canary receives, for each Deployment whose canary is routed through one",
+            canary_weight.clone(),
+        );
         let rollback_seconds = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 12),
         );
@@ -170,6 +177,7 @@ impl Default for Metrics {
             queued_rollouts,
             rollouts,
             rollout_stage,
+            canary_weight,
             rollback_seconds,
             requests,
             duration,

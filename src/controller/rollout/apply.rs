@@ -155,6 +155,7 @@ impl Op<'_> {
             }
             Step::Promote { release, revision, last_stage, by_hand } => {
                 self.record_by_hand(by_hand.as_ref()).await?;
+                self.traffic_to_the_promoted().await?;
                 self.patch_deployment(&json!({
                     "metadata": {"annotations": {
                         keys::STAGE: rollout::PROMOTING,
@@ -170,6 +171,7 @@ impl Op<'_> {
                     json!({"status": ReleaseStatus {
                         stage: Some(last_stage),
                         weight: Some(100),
+                        traffic: self.promoted_traffic_text(),
                         stage_started_at: Some(self.now()),
                         ..ReleaseStatus::default()
                     }}),
@@ -187,6 +189,9 @@ impl Op<'_> {
                 Ok(())
             }
             Step::FinishPromotion { release, revision, history, reason, canary } => {
+                // The promoted pods serve through the stable Service: the canary's backendRefs
+                // and Service go before the canary.
+                self.remove_traffic(None, true).await?;
                 if let Some(c) = &canary {
                     self.delete_canary(c).await?;
                 }
@@ -212,11 +217,15 @@ impl Op<'_> {
                 Ok(())
             }
             Step::RollBack(r) => self.roll_back(r).await,
+            Step::SyncTraffic { release, stage, weight } => self.sync_traffic(&release, stage, weight).await,
+            Step::RemoveTraffic => self.remove_traffic(None, false).await,
         }
     }
 
     async fn roll_back(&self, r: RollBack) -> Result<(), RolloutError> {
         let key = &self.key;
+        // Traffic leaves the canary before anything else changes.
+        let route = self.traffic_off_the_canary().await?;
         self.record_by_hand(r.by_hand.as_ref()).await?;
         let uid = self.gathered.view.uid.clone();
         let sets = Api::<ReplicaSet>::namespaced(self.ctx.client.clone(), &key.namespace)
@@ -265,10 +274,15 @@ impl Op<'_> {
             .map_err(RolloutError::write(format!("rolling back {key}")))?;
         // The restored Deployment has no stage any more, so no later look would close the
         // Release: a failed delete must not keep it open. The next look removes the canary.
+        let mut canary_gone = true;
         if let Some(c) = &r.canary
             && let Err(error) = self.delete_canary(c).await
         {
+            canary_gone = false;
             tracing::warn!(deployment = %key, %error, "canary left after the rollback; removing it on the next look");
+        }
+        if let Err(error) = self.remove_traffic(route, canary_gone).await {
+            tracing::warn!(deployment = %key, %error, "canary routing left after the rollback; removing it on the next look");
         }
         let consumed = self.consumed();
         if let Some(release) = &r.release {

@@ -16,6 +16,7 @@ mod releases;
 #[cfg(test)]
 mod tests;
 mod tracks;
+mod traffic;
 
 use crate::api::{Release, Timestamp, keys};
 use crate::index::Index;
@@ -276,6 +277,7 @@ pub(crate) async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Actio
         canary_spec: &tier.canary,
         check_due: gathered.check_due,
         last_error: gathered.last_error.as_deref(),
+        routing: gathered.routing.as_ref().map(|r| &r.view),
         now: gathered.now,
     });
     tracing::debug!(?step, "rollout step");
@@ -313,6 +315,8 @@ pub(crate) struct Gathered {
     pub check: analysis::Check,
     pub check_due: bool,
     pub last_error: Option<String>,
+    /// The HTTPRoute routing, when the Deployment asks for one.
+    pub routing: Option<traffic::Found>,
 }
 
 async fn gather(
@@ -347,6 +351,11 @@ async fn gather(
         _ => None,
     };
     let release = progress.and_then(|p| ledger::current(&releases, &p.revision).cloned());
+    // The stable ReplicaSet matters only while a canary stage runs.
+    let canary_revision = progress
+        .filter(|p| matches!(p.stage, Stage::Canary(_)))
+        .map(|p| p.revision.as_str());
+    let routing = traffic::gather(&ctx.client, d, canary_revision).await?;
     let memory = release
         .as_ref()
         .map(|r| ctx.memory(&r.name))
@@ -404,5 +413,6 @@ async fn gather(
         check,
         check_due,
         last_error,
+        routing,
     })
 }
