@@ -15,12 +15,13 @@ GATEWAY=(
   gateway_faulty_canary_at_5_percent_is_rolled_back
   gateway_route_missing_fails_the_rollout
   gateway_promotion_never_leaves_a_rule_without_backends
+  gateway_foreign_canary_service_is_never_touched
 )
 GW_RUN=$(date +%H%M%S)
 GW_PLAN_NS=e2e-gw-plan-$GW_RUN
 GW_FAULTY_NS=e2e-gw-faulty-$GW_RUN
 GW_PROMOTE_NS=e2e-gw-promote-$GW_RUN
-NAMESPACES+=("$GW_PLAN_NS" "$GW_FAULTY_NS" "$GW_PROMOTE_NS" e2e-gw-missing)
+NAMESPACES+=("$GW_PLAN_NS" "$GW_FAULTY_NS" "$GW_PROMOTE_NS" e2e-gw-missing e2e-gw-foreign)
 
 gateway_tier() {
   local plan='"plan": {"steps": [5, 25, 50, 100], "pause": "12s"}'
@@ -222,4 +223,28 @@ scenario_gateway_promotion_never_leaves_a_rule_without_backends() {
     expect_eq "the / rule after promotion" "$(route_rule "$ns" 1)" '{"backendRefs": [{"group": "", "kind": "Service", "name": "web", "port": 80, "weight": 1}], "matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}' || return 1
   ((${events:-0} > 10)) || fail "the watch saw only ${events:-no} events: $(tr '\n' '|' <"$log")" || return 1
   echo "$events watch events of the route, its EndpointSlices and the canary from the 5% stage through the promotion; after each, every weighted backend had a ready endpoint" >"$OUT/detail"
+}
+
+scenario_gateway_foreign_canary_service_is_never_touched() {
+  local ns=e2e-gw-foreign phase reason before after route_before stable_before
+  gateway_namespace "$ns" || return 1
+  # The team's own Service that happens to be called web-canary.
+  k -n "$ns" create service clusterip web-canary --tcp=80:9090 >/dev/null || fail "create service" || return 1
+  before=$(k -n "$ns" get service web-canary -o jsonpath='{.metadata.uid} {.metadata.resourceVersion} {.metadata.labels} {.metadata.annotations} {.metadata.ownerReferences} {.spec}')
+  route_before=$(k -n "$ns" get httproute web -o jsonpath='{.metadata.resourceVersion} {.spec}')
+  stable_before=$(k -n "$ns" get service web -o jsonpath='{.metadata.resourceVersion} {.metadata.annotations} {.spec.selector}')
+  k -n "$ns" set image deploy/web web=registry.example/web:1.1 >/dev/null || fail "set image" || return 1
+  phase=$(wait_phase "$ns" "Promoted RolledBack Failed" 60)
+  reason=$(newest_release "$ns" '{.status.reason}')
+  expect_eq "outcome" "$phase" Failed &&
+    expect_eq "reason" "$reason" "the canary's traffic cannot be routed within progressDeadline 20s: Service $ns/web-canary exists and is not controlled by web (it has no controller); budgetgate never changes or deletes it" || return 1
+  k -n "$ns" rollout status deploy/web --timeout=30s >/dev/null
+  sleep 2
+  after=$(k -n "$ns" get service web-canary -o jsonpath='{.metadata.uid} {.metadata.resourceVersion} {.metadata.labels} {.metadata.annotations} {.metadata.ownerReferences} {.spec}')
+  expect_eq "the team's web-canary Service" "$after" "$before" &&
+    expect_eq "the route" "$(k -n "$ns" get httproute web -o jsonpath='{.metadata.resourceVersion} {.spec}')" "$route_before" &&
+    expect_eq "the stable Service" "$(k -n "$ns" get service web -o jsonpath='{.metadata.resourceVersion} {.metadata.annotations} {.spec.selector}')" "$stable_before" &&
+    expect_eq "restored" "$(image_of "$ns" web)" registry.example/web:1.0 &&
+    expect_eq "no canary was started" "$(k -n "$ns" get deploy web-canary -o name 2>/dev/null)" "" || return 1
+  echo "Failed after progressDeadline; the team's web-canary Service, the route and the stable Service kept their resourceVersion" >"$OUT/detail"
 }
