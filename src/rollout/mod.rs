@@ -451,11 +451,7 @@ fn canary_stage(input: &Input, progress: &Progress, release: &ReleaseView, stage
             reason: format!(
                 "the canary's name is taken: Deployment {name} exists and is not controlled by {} ({}); budgetgate never changes or deletes it. Rename it or delete it, then apply the rollout again",
                 d.name,
-                owner
-                    .as_deref()
-                    .map_or("it has no controller".to_owned(), |o| format!(
-                        "its controller is {o}"
-                    ))
+                objects::owner_text(owner.as_deref())
             ),
             by_hand: None,
             outcome: ReleasePhase::Failed,

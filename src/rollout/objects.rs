@@ -114,15 +114,43 @@ pub fn restored_revision(meta: &ObjectMeta) -> Option<&str> {
     annotation(meta, keys::REVISION)
 }
 
+/// `Ok` when the Deployment with uid `owner_uid` controls `meta` (DESIGN §7.2 ownership);
+/// otherwise who does (`Kind name (uid …)`), `None` when nothing does.
+pub fn owned_by(meta: &ObjectMeta, owner_uid: &str) -> Result<(), Option<String>> {
+    match controlling_deployment(meta) {
+        Some(o) if !owner_uid.is_empty() && o.uid == owner_uid => Ok(()),
+        other => Err(other.map(|o| format!("{} {} (uid {})", o.kind, o.name, o.uid))),
+    }
+}
+
+/// "it has no controller" / "its controller is Deployment x (uid …)", for refusals that
+/// name an object budgetgate does not own.
+pub fn owner_text(owner: Option<&str>) -> String {
+    owner.map_or("it has no controller".to_owned(), |o| {
+        format!("its controller is {o}")
+    })
+}
+
+/// The controller ownerReference to `deployment` that budgetgate's own objects carry.
+pub fn controller_reference(deployment: &Deployment) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: deployment.metadata.name.clone().unwrap_or_default(),
+        uid: deployment.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
 /// What `<name>-canary` is to the Deployment with uid `owner_uid`.
 pub fn canary_state(canary: Option<&Deployment>, owner_uid: &str) -> CanaryState {
     let Some(c) = canary else {
         return CanaryState::Absent;
     };
     let name = c.metadata.name.clone().unwrap_or_default();
-    let owner = controlling_deployment(&c.metadata);
-    match owner {
-        Some(o) if !owner_uid.is_empty() && o.uid == owner_uid => CanaryState::Owned(CanaryView {
+    match owned_by(&c.metadata, owner_uid) {
+        Ok(()) => CanaryState::Owned(CanaryView {
             name,
             uid: c.metadata.uid.clone().unwrap_or_default(),
             revision: annotation(&c.metadata, keys::REVISION)
@@ -136,10 +164,7 @@ pub fn canary_state(canary: Option<&Deployment>, owner_uid: &str) -> CanaryState
                 .unwrap_or(0)
                 .max(0) as u32,
         }),
-        other => CanaryState::Foreign {
-            name,
-            owner: other.map(|o| format!("{} {} (uid {})", o.kind, o.name, o.uid)),
-        },
+        Err(owner) => CanaryState::Foreign { name, owner },
     }
 }
 
@@ -225,14 +250,7 @@ pub fn canary_object(
             uid: canary_uid.map(str::to_owned),
             labels: Some(labels),
             annotations: Some(BTreeMap::from([(keys::REVISION.into(), revision.into())])),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name,
-                uid: deployment.metadata.uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![controller_reference(deployment)]),
             ..ObjectMeta::default()
         },
         spec: Some(DeploymentSpec {
@@ -258,22 +276,55 @@ pub fn serving_template(
     canary_revision: &str,
     ran: &BTreeSet<String>,
 ) -> Option<(String, Value)> {
+    owned_replica_sets(replica_sets, owner_uid)
+        .filter(|(_, revision, _)| revision != canary_revision && ran.contains(revision))
+        .max_by_key(|(number, _, _)| *number)
+        .map(|(_, revision, value)| (revision, classify::comparable_template(&value)))
+}
+
+/// The `pod-template-hash` of the ReplicaSet serving next to a canary of `canary_revision`:
+/// the newest (by `deployment.kubernetes.io/revision`) of the Deployment's that is of
+/// another revision and has replicas.
+pub fn stable_hash(
+    replica_sets: &[ReplicaSet],
+    owner_uid: &str,
+    canary_revision: &str,
+) -> Option<String> {
+    owned_replica_sets(replica_sets, owner_uid)
+        .filter(|(_, revision, value)| {
+            revision != canary_revision
+                && value
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    > 0
+        })
+        .max_by_key(|(number, _, _)| *number)
+        .and_then(|(_, _, value)| {
+            value
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(keys::POD_TEMPLATE_HASH))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+}
+
+/// The ReplicaSets the Deployment with uid `owner_uid` controls, each with the Deployment
+/// controller's revision number, its template revision and its JSON.
+fn owned_replica_sets<'a>(
+    replica_sets: &'a [ReplicaSet],
+    owner_uid: &'a str,
+) -> impl Iterator<Item = (u64, String, Value)> + 'a {
     replica_sets
         .iter()
-        .filter(|rs| controlling_deployment(&rs.metadata).is_some_and(|o| o.uid == owner_uid))
+        .filter(move |rs| controlling_deployment(&rs.metadata).is_some_and(|o| o.uid == owner_uid))
         .filter_map(|rs| {
             let value = serde_json::to_value(rs).ok()?;
-            let revision = classify::workload_revision(&value);
-            if revision == canary_revision || !ran.contains(&revision) {
-                return None;
-            }
             let number = annotation(&rs.metadata, "deployment.kubernetes.io/revision")
                 .and_then(|n| n.parse::<u64>().ok())
                 .unwrap_or(0);
-            Some((number, revision, classify::comparable_template(&value)))
+            Some((number, classify::workload_revision(&value), value))
         })
-        .max_by_key(|(number, _, _)| *number)
-        .map(|(_, revision, template)| (revision, template))
 }
 
 /// The JSON patch that rolls `deployment` back to `template` (revision `stable`): the

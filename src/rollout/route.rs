@@ -19,11 +19,11 @@
 //! set).
 
 use super::CANARY_TRACK;
-use super::objects::controlling_deployment;
+use super::objects::{controller_reference, owned_by};
 use crate::api::keys;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -336,8 +336,8 @@ pub fn canary_service_state(service: Option<&Service>, owner_uid: &str) -> Servi
     let Some(s) = service else {
         return ServiceState::Absent;
     };
-    match controlling_deployment(&s.metadata) {
-        Some(o) if !owner_uid.is_empty() && o.uid == owner_uid => ServiceState::Owned {
+    match owned_by(&s.metadata, owner_uid) {
+        Ok(()) => ServiceState::Owned {
             uid: s.metadata.uid.clone().unwrap_or_default(),
             stable_weights: s
                 .metadata
@@ -347,9 +347,7 @@ pub fn canary_service_state(service: Option<&Service>, owner_uid: &str) -> Servi
                 .map(|t| parse_stable_weights(t))
                 .unwrap_or_default(),
         },
-        other => ServiceState::Foreign {
-            owner: other.map(|o| format!("{} {} (uid {})", o.kind, o.name, o.uid)),
-        },
+        Err(owner) => ServiceState::Foreign { owner },
     }
 }
 
@@ -431,14 +429,7 @@ pub fn canary_service(
                 STABLE_WEIGHTS.into(),
                 stable_weights_text(stable_weights),
             )])),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: deployment.metadata.name.clone().unwrap_or_default(),
-                uid: deployment.metadata.uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![controller_reference(deployment)]),
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {

@@ -1103,8 +1103,7 @@ fn a_route_that_cannot_carry_the_canary_is_waited_for_then_fails_the_rollout() {
 
 #[test]
 fn leftover_routing_goes_before_the_leftover_canary() {
-    let r = routing(Some(0));
-    let input = |c: &CanaryState| {
+    let idle_with = |c: &CanaryState, r: &Routing| {
         next(&Input {
             deployment: &idle(),
             canary: c,
@@ -1113,47 +1112,29 @@ fn leftover_routing_goes_before_the_leftover_canary() {
             canary_spec: &spec(),
             check_due: true,
             last_error: None,
-            routing: Some(&r),
+            routing: Some(r),
             now: at(0),
         })
     };
-    assert_eq!(input(&canary(NEW, 1, 1)), Action::RemoveTraffic);
+    assert_eq!(
+        idle_with(&canary(NEW, 1, 1), &routing(Some(0))),
+        Action::RemoveTraffic
+    );
     // Only the restriction left: the canary's pods go first.
     let restricted = Routing {
         restricted: true,
         ..Routing::default()
     };
-    let only = |c: &CanaryState| {
-        next(&Input {
-            deployment: &idle(),
-            canary: c,
-            release: None,
-            verdict: &pass(),
-            canary_spec: &spec(),
-            check_due: true,
-            last_error: None,
-            routing: Some(&restricted),
-            now: at(0),
-        })
-    };
     assert!(matches!(
-        only(&canary(NEW, 1, 1)),
+        idle_with(&canary(NEW, 1, 1), &restricted),
         Action::RemoveCanary { .. }
     ));
-    assert_eq!(only(&CanaryState::Absent), Action::RemoveTraffic);
-    let clean = Routing::default();
     assert_eq!(
-        next(&Input {
-            deployment: &idle(),
-            canary: &canary(NEW, 1, 1),
-            release: None,
-            verdict: &pass(),
-            canary_spec: &spec(),
-            check_due: true,
-            last_error: None,
-            routing: Some(&clean),
-            now: at(0),
-        }),
+        idle_with(&CanaryState::Absent, &restricted),
+        Action::RemoveTraffic
+    );
+    assert_eq!(
+        idle_with(&canary(NEW, 1, 1), &Routing::default()),
         Action::RemoveCanary {
             canary: OwnedCanary {
                 name: "web-canary".into(),
@@ -1161,4 +1142,32 @@ fn leftover_routing_goes_before_the_leftover_canary() {
             }
         }
     );
+    assert_eq!(
+        idle_with(&CanaryState::Absent, &Routing::default()),
+        Action::Idle
+    );
+}
+
+#[test]
+fn the_stable_hash_is_the_newest_owned_replica_set_with_pods_that_is_not_the_canary() {
+    let with = |n: &str, image: &str, owner: &str, replicas: i32| {
+        let mut set = rs(n, image, owner);
+        set.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("pod-template-hash".into(), format!("h{n}"));
+        set.spec.as_mut().unwrap().replicas = Some(replicas);
+        set
+    };
+    let sets = [
+        with("1", "web:1", "u-1", 0),
+        with("2", "web:2", "u-1", 4),
+        with("3", "web:3", "u-1", 0),
+        with("9", "web:planted", "u-other", 4),
+    ];
+    assert_eq!(stable_hash(&sets, "u-1", "none"), Some("h2".into()));
+    let two = crate::decision::workload_revision(&serde_json::to_value(&sets[1]).unwrap());
+    // The canary's own revision never counts as stable.
+    assert_eq!(stable_hash(&sets, "u-1", &two), None);
+    assert_eq!(stable_hash(&sets, "u-2", "none"), None);
 }

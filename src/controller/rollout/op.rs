@@ -107,21 +107,14 @@ impl<'a> Op<'a> {
 
     /// Deletes the owned canary, its uid as precondition (a replaced object survives).
     pub(super) async fn delete_canary(&self, canary: &OwnedCanary) -> Result<(), RolloutError> {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(canary.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::foreground()
-        };
-        match self.deployments.delete(&canary.name, &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(RolloutError::write(format!(
-                "deleting the canary {}/{}",
-                self.key.namespace, canary.name
-            ))(e)),
-        }
+        delete_owned(
+            &self.deployments,
+            &canary.name,
+            &canary.uid,
+            DeleteParams::foreground(),
+            format!("deleting the canary {}/{}", self.key.namespace, canary.name),
+        )
+        .await
     }
 
     /// Sets canary annotations on the Deployment (and clears a handled manual action).
@@ -219,6 +212,32 @@ impl<'a> Op<'a> {
         if let Err(e) = self.ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(deployment = %self.key, error = %e, "could not record an event");
         }
+    }
+}
+
+/// Deletes an object budgetgate owns, its uid as precondition (a replaced object survives);
+/// one already gone is fine.
+pub(super) async fn delete_owned<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: &str,
+    params: DeleteParams,
+    what: String,
+) -> Result<(), RolloutError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..params
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(RolloutError::write(what)(e)),
     }
 }
 

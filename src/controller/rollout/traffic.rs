@@ -5,7 +5,7 @@
 //! Service's selector given back only once the canary's pods are gone or promoted.
 
 use super::RolloutError;
-use super::op::{Op, merge_params};
+use super::op::{Op, delete_owned, merge_params};
 use crate::api::ReleaseStatus;
 use crate::controller::FIELD_MANAGER;
 use crate::rollout::route::{self, Acceptance, RouteRef, ServiceState};
@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-    Preconditions,
 };
 use kube::runtime::events::EventType;
 use kube::{Client, ResourceExt};
@@ -193,11 +192,7 @@ fn problem(
         return Some(format!(
             "Service {namespace}/{} exists and is not controlled by {deployment} ({}); budgetgate never changes or deletes it",
             route::canary_service_name(&refs.service),
-            owner
-                .as_deref()
-                .map_or("it has no controller".to_owned(), |o| format!(
-                    "its controller is {o}"
-                ))
+            rollout::objects::owner_text(owner.as_deref())
         ));
     }
     if no_stable_pods {
@@ -245,28 +240,11 @@ async fn stable_hash(
         .map_err(RolloutError::read(format!(
             "the ReplicaSets of {namespace}"
         )))?;
-    Ok(sets
-        .items
-        .iter()
-        .filter(|rs| {
-            rollout::objects::controlling_deployment(&rs.metadata).is_some_and(|o| o.uid == uid)
-        })
-        .filter(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0)
-        .filter(|rs| {
-            serde_json::to_value(rs)
-                .is_ok_and(|v| crate::decision::workload_revision(&v) != canary_revision)
-        })
-        .max_by_key(|rs| {
-            rs.annotations()
-                .get("deployment.kubernetes.io/revision")
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .and_then(|rs| {
-            rs.labels()
-                .get(crate::api::keys::POD_TEMPLATE_HASH)
-                .cloned()
-        }))
+    Ok(rollout::objects::stable_hash(
+        &sets.items,
+        &uid,
+        canary_revision,
+    ))
 }
 
 impl Op<'_> {
@@ -544,23 +522,17 @@ impl Op<'_> {
             .await;
         }
         if let ServiceState::Owned { uid, .. } = &found.canary_service {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match self.services().delete(&canary_name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    return Err(RolloutError::write(format!(
-                        "deleting the canary Service {}/{canary_name}",
-                        self.key.namespace
-                    ))(e));
-                }
-            }
+            delete_owned(
+                &self.services(),
+                &canary_name,
+                uid,
+                DeleteParams::default(),
+                format!(
+                    "deleting the canary Service {}/{canary_name}",
+                    self.key.namespace
+                ),
+            )
+            .await?;
         }
         if canary_gone || self.gathered.canary.owned().is_none() {
             self.give_back_the_stable_service(found, refs).await?;
