@@ -16,12 +16,14 @@ GATEWAY=(
   gateway_route_missing_fails_the_rollout
   gateway_promotion_never_leaves_a_rule_without_backends
   gateway_foreign_canary_service_is_never_touched
+  gateway_controller_killed_at_25_percent_resumes_the_weights
 )
 GW_RUN=$(date +%H%M%S)
 GW_PLAN_NS=e2e-gw-plan-$GW_RUN
 GW_FAULTY_NS=e2e-gw-faulty-$GW_RUN
 GW_PROMOTE_NS=e2e-gw-promote-$GW_RUN
-NAMESPACES+=("$GW_PLAN_NS" "$GW_FAULTY_NS" "$GW_PROMOTE_NS" e2e-gw-missing e2e-gw-foreign)
+GW_KILL_NS=e2e-gw-kill-$GW_RUN
+NAMESPACES+=("$GW_PLAN_NS" "$GW_FAULTY_NS" "$GW_PROMOTE_NS" "$GW_KILL_NS" e2e-gw-missing e2e-gw-foreign)
 
 gateway_tier() {
   local plan='"plan": {"steps": [5, 25, 50, 100], "pause": "12s"}'
@@ -247,4 +249,27 @@ scenario_gateway_foreign_canary_service_is_never_touched() {
     expect_eq "restored" "$(image_of "$ns" web)" registry.example/web:1.0 &&
     expect_eq "no canary was started" "$(k -n "$ns" get deploy web-canary -o name 2>/dev/null)" "" || return 1
   echo "Failed after progressDeadline; the team's web-canary Service, the route and the stable Service kept their resourceVersion" >"$OUT/detail"
+}
+
+scenario_gateway_controller_killed_at_25_percent_resumes_the_weights() {
+  local ns=$GW_KILL_NS log phase weights i
+  gateway_namespace "$ns" || return 1
+  log=$RUN/gateway-kill.log
+  route_watch "$ns" "$log" || return 1
+  k -n "$ns" set image deploy/web web=registry.example/web:1.1 >/dev/null || fail "set image" || return 1
+  for ((i = 0; i < 240; i++)); do grep -q 'web-canary=25$' "$log" && break; sleep 0.25; done
+  grep -q 'web-canary=25$' "$log" || fail "the canary never got 25%: $(tr '\n' '|' <"$log")" || return 1
+  # SIGKILL with the route at 75/25: the new process knows the stage from the Deployment
+  # and the weight from the route, nothing from memory.
+  "$E2E_DIR/cluster" restart-budgetgate --kill >/dev/null || fail "restart failed" || return 1
+  phase=$(wait_phase "$ns" "Promoted RolledBack Failed" 150)
+  sleep 2
+  kill "$GW_WATCH" 2>/dev/null
+  wait "$GW_WATCH" 2>/dev/null
+  weights=$(awk '$2 == "weights" {print $3}' "$log" | sed 's/^1://' | uniq | tr '\n' ' ')
+  expect_eq "outcome" "$phase" Promoted &&
+    expect_eq "route weights: none set twice, none going back" "$weights" "web=1 web=95,web-canary=5 web=75,web-canary=25 web=50,web-canary=50 web=100,web-canary=0 web=1 " &&
+    expect_eq "instants with a weighted backend and no ready endpoint" "$(grep ' empty ' "$log")" "" &&
+    expect_eq "Releases (1.0 Direct, 1.1)" "$(k -n "$ns" get releases -o name | wc -l)" 2 || return 1
+  echo "killed at 75/25, restarted; weights went on: $(awk '$2 == "weights" {printf "%s %s; ", $1, $3}' "$log")" >"$OUT/detail"
 }
